@@ -1,0 +1,1 @@
+"""Shared fixtures. Database fixtures live in tests/integration/conftest.py."""

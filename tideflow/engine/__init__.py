@@ -1,0 +1,1 @@
+"""The engine: run state machine, reconcile loop, dispatch, retries, timeouts, leases."""

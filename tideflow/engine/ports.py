@@ -1,0 +1,215 @@
+"""The ports the engine talks through: records, the ``Store`` protocol, the clock.
+
+The engine never imports SQLAlchemy (an import-linter contract enforces it); it
+reads and writes state only through :class:`Store`. ``tideflow.storage``
+provides the SQL implementation; front doors (CLI, API, operator) wire it in.
+
+Conventions for every implementation:
+
+* All datetimes crossing the protocol are timezone-aware UTC.
+* ``output`` values are JSON-compatible Python objects; the store encodes them.
+* Every method is synchronous and may block; the engine calls it from a
+  dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow
+
+ApplyResult = Literal["created", "configured", "unchanged"]
+
+
+def utcnow() -> datetime:
+    """The default clock: aware UTC now. The engine takes a clock so tests can steer time."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class WorkflowRecord:
+    namespace: str
+    name: str
+    generation: int
+    workflow: Workflow
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One workflow run: its frozen spec snapshot, desired state and actual phase."""
+
+    id: int
+    namespace: str
+    name: str
+    workflow_name: str
+    #: The workflow as it was when the run was created; editing the workflow never changes it.
+    workflow: Workflow
+    params: dict[str, Any]
+    desired_state: DesiredState
+    phase: RunPhase
+    #: Bumped by every control request; the engine compares it to spot changes cheaply.
+    generation: int = 1
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    message: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One task instance of a run. Fan-out children are named ``parent[index]``."""
+
+    run_id: int
+    name: str
+    #: The name of the task in the workflow spec (``fetch-bars`` for ``fetch-bars[3]``).
+    task: str
+    index: int | None = None
+    phase: TaskPhase = TaskPhase.PENDING
+    attempt: int = 0
+    output: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    #: Earliest time the next attempt may start (retry backoff).
+    not_before: datetime | None = None
+
+
+@dataclass(slots=True)
+class RunUpdate:
+    """The mutable columns of a run, as the owning engine writes them."""
+
+    run_id: int
+    phase: RunPhase
+    message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class LogRecord:
+    run_id: int
+    task: str
+    attempt: int
+    stream: Literal["stdout", "stderr", "log"]
+    text: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one engine tick writes, committed in one transaction.
+
+    Every write is fenced: it applies only to runs ``owner`` still owns, and
+    renews those runs' leases to ``lease_until`` in the same transaction.
+    """
+
+    owner: str
+    lease_until: datetime
+    run_updates: list[RunUpdate] = field(default_factory=list)
+    task_inserts: list[TaskRecord] = field(default_factory=list)
+    task_updates: list[TaskRecord] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    #: Runs to give up (finished, or the engine is shutting down): owner and lease cleared.
+    release: list[int] = field(default_factory=list)
+
+    def run_ids(self) -> set[int]:
+        ids = {u.run_id for u in self.run_updates}
+        ids.update(t.run_id for t in self.task_inserts)
+        ids.update(t.run_id for t in self.task_updates)
+        ids.update(log.run_id for log in self.logs)
+        ids.update(self.release)
+        return ids
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.run_updates or self.task_inserts or self.task_updates or self.logs or self.release
+        )
+
+
+class Store(Protocol):
+    """Durable state of workflows, runs, task instances and logs."""
+
+    # -- workflows (front doors) ------------------------------------------------
+    def apply_workflow(self, workflow: Workflow) -> ApplyResult:
+        """Create or update by (namespace, name); generation bumps only on a real change."""
+
+    def get_workflow(self, namespace: str, name: str) -> WorkflowRecord:
+        """Raises ``NotFoundError``."""
+
+    def list_workflows(self, namespace: str | None = None) -> list[WorkflowRecord]: ...
+
+    # -- runs (front doors) -----------------------------------------------------
+    def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> RunRecord:
+        """Insert the run and its initial task instances; returns it with ``id`` set.
+
+        ``run.id`` and each task's ``run_id`` are ignored on input. Raises
+        ``ConflictError`` if a run of that name exists in the namespace.
+        """
+
+    def get_run(self, namespace: str, name: str) -> RunRecord:
+        """Raises ``NotFoundError``."""
+
+    def get_run_by_id(self, run_id: int) -> RunRecord:
+        """Raises ``NotFoundError``."""
+
+    def list_runs(
+        self, namespace: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Newest first."""
+
+    def list_tasks(self, run_id: int) -> list[TaskRecord]:
+        """All task instances of the run, in insertion order."""
+
+    def get_logs(self, run_id: int, task: str | None = None) -> list[LogRecord]:
+        """Log lines of the run (or of one task and its fan-out children), oldest first."""
+
+    def request_control(
+        self,
+        run_id: int,
+        expected_generation: int,
+        desired: DesiredState,
+        *,
+        reset_tasks: Sequence[TaskRecord] = (),
+        reopen: bool = False,
+    ) -> bool:
+        """Compare-and-set the desired state; bumps ``generation``.
+
+        Applies only if the run's generation still equals ``expected_generation``
+        (returns ``False`` otherwise, nothing written). ``reset_tasks`` rewrite
+        those task instances in the same transaction; ``reopen`` sets the run
+        back to phase Pending with ``finished_at`` and ``message`` cleared (used
+        by retry of a finished run).
+        """
+
+    # -- the engine -------------------------------------------------------------
+    def claim_run(self, run_id: int, owner: str, now: datetime, until: datetime) -> RunRecord | None:
+        """Take ownership of one unfinished run if it is unowned, expired or already ours."""
+
+    def claim_runs(self, owner: str, now: datetime, until: datetime, limit: int) -> list[RunRecord]:
+        """Take ownership of up to ``limit`` unfinished runs that are unowned or expired."""
+
+    def load_tasks(self, run_id: int) -> list[TaskRecord]:
+        """Same as ``list_tasks``; named for the engine's use when adopting a run."""
+
+    def renew_leases(self, owner: str, run_ids: Sequence[int], until: datetime) -> set[int]:
+        """Extend leases still held by ``owner``; returns the ids still owned."""
+
+    def read_control(self, run_ids: Sequence[int]) -> dict[int, tuple[DesiredState, int]]:
+        """Desired state and generation of each run (missing ids are absent)."""
+
+    def commit(self, batch: Batch) -> set[int]:
+        """Apply ``batch`` in one transaction, fenced by ownership.
+
+        Returns the run ids whose ownership was lost; none of their writes were
+        applied. Writes of runs still owned are committed.
+        """
+
+    def release(self, owner: str, run_ids: Sequence[int]) -> None:
+        """Give up ownership of runs (engine shutdown)."""

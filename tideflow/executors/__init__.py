@@ -1,0 +1,1 @@
+"""Executors run task attempts: local slots (async, thread, process, subprocess)."""
