@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from tideflow.model.phases import DesiredState, RunPhase
 
-API_VERSION = "tideflow.dev/v1alpha1"
+API_VERSION: Final = "tideflow.dev/v1alpha1"
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -134,7 +134,9 @@ class TaskSpec(_Model):
     @classmethod
     def _function_ref(cls, value: str | None) -> str | None:
         if value is not None and not _FUNCTION_REF.match(value):
-            raise ValueError(f"function reference {value!r} must look like 'package.module:attribute'")
+            raise ValueError(
+                f"function reference {value!r} must look like 'package.module:attribute'"
+            )
         return value
 
     @field_validator("command")
@@ -149,7 +151,9 @@ class TaskSpec(_Model):
         kinds = [k for k in ("function", "command", "container") if getattr(self, k) is not None]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(f"a task needs exactly one of function, command or container (found: {found})")
+            raise ValueError(
+                f"a task needs exactly one of function, command or container (found: {found})"
+            )
         if self.container is not None and self.executor is not ExecutorKind.KUBERNETES:
             raise ValueError("container tasks need executor: kubernetes")
         return self

@@ -1,1 +1,0 @@
-"""Shared fixtures. Database fixtures live in tests/integration/conftest.py."""

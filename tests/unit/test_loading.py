@@ -1,0 +1,208 @@
+"""Reading manifests: YAML files, directories and documents -> models, with readable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tideflow.errors import Problem, ValidationError
+from tideflow.loading import dump_yaml, load_path, load_text, parse_manifest
+from tideflow.model import Workflow, WorkflowRun
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+HEAD = "apiVersion: tideflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: daily}\n"
+
+
+def _problems(text: str, source: str = "daily.yaml") -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        load_text(text, source)
+    return [str(p) for p in caught.value.problems]
+
+
+def _workflow(tasks: str) -> str:
+    return HEAD + "spec:\n  tasks:\n" + tasks
+
+
+def test_a_multi_document_file_loads_with_indexed_sources() -> None:
+    loaded = load_path(FIXTURES / "daily.yaml")
+    assert [(source.rsplit("/", 1)[-1], type(m)) for source, m in loaded] == [
+        ("daily.yaml[0]", Workflow),
+        ("daily.yaml[1]", WorkflowRun),
+    ]
+
+
+def test_a_single_document_file_is_labelled_by_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "one.yaml"
+    path.write_text(_workflow("    - {name: a, command: [echo]}\n"))
+    [(source, manifest)] = load_path(path)
+    assert source == str(path)
+    assert isinstance(manifest, Workflow)
+
+
+def test_yaml_round_trips_through_the_models() -> None:
+    first = [m for _, m in load_path(FIXTURES / "daily.yaml")]
+    text = dump_yaml(first)
+    again = load_text(text, "dumped.yaml")
+    assert again == first
+    assert dump_yaml(again) == text
+    assert text.startswith("apiVersion: tideflow.dev/v1alpha1\nkind: Workflow\nmetadata:\n")
+    assert "\n---\napiVersion: tideflow.dev/v1alpha1\nkind: WorkflowRun\n" in text
+
+
+def test_unquoted_dates_stay_strings_as_in_kubernetes() -> None:
+    run = load_path(FIXTURES / "daily.yaml")[1][1]
+    assert isinstance(run, WorkflowRun)
+    assert run.spec.params == {"trade_date": "2026-11-30"}
+
+
+def test_a_hook_on_key_is_not_read_as_a_yaml_11_boolean() -> None:
+    workflow = load_path(FIXTURES / "daily.yaml")[0][1]
+    assert isinstance(workflow, Workflow)
+    assert workflow.spec.hooks is not None
+    assert workflow.spec.hooks[0].on == ["RunFailed", "RunSucceeded"]
+
+
+def test_a_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "z.yml").write_text(_workflow("    - {name: a, command: [echo]}\n"))
+    (tmp_path / "a.yaml").write_text(
+        _workflow("    - {name: a, command: [echo]}\n").replace("daily", "first")
+    )
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    loaded = load_path(tmp_path)
+    assert [m.metadata.name for _, m in loaded] == ["first", "daily"]
+
+
+def test_problems_of_every_file_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("kind: [\n")
+    (tmp_path / "b.yaml").write_text("")
+    with pytest.raises(ValidationError) as caught:
+        load_path(tmp_path)
+    assert [(Path(p.source).name, p.message) for p in caught.value.problems] == [
+        ("a.yaml", "expected the node content, but found '<stream end>'"),
+        ("b.yaml", "file is empty: no manifest found"),
+    ]
+
+
+def test_a_missing_path_is_a_validation_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="no such file or directory"):
+        load_path(tmp_path / "nope.yaml")
+
+
+def test_a_directory_without_manifests_is_a_validation_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"no \*.yaml or \*.yml files found"):
+        load_path(tmp_path)
+
+
+def test_yaml_syntax_errors_have_line_and_column() -> None:
+    text = HEAD + "spec:\n  tasks:\n    - name: a\n      command: echo x: 1\n"
+    assert _problems(text) == ["daily.yaml: line 7, column 22: mapping values are not allowed here"]
+
+
+def test_a_repeated_key_is_an_error_not_silently_overwritten() -> None:
+    assert _problems(HEAD + "kind: Workflow\n") == [
+        'daily.yaml: line 4, column 1: duplicate key "kind"'
+    ]
+
+
+def test_a_document_that_is_not_a_mapping_is_refused() -> None:
+    assert _problems("- a\n- b\n") == ["daily.yaml: a manifest must be a mapping, not a list"]
+
+
+def test_an_unknown_kind_is_refused() -> None:
+    text = "apiVersion: tideflow.dev/v1alpha1\nkind: Workflw\nmetadata: {name: x}\n"
+    assert _problems(text) == ['daily.yaml: kind: "Workflw" is not one of Workflow, WorkflowRun']
+
+
+def test_an_unknown_api_version_is_refused() -> None:
+    text = "apiVersion: tideflow.dev/v1\nkind: Workflow\nmetadata: {name: x}\n"
+    assert _problems(text) == [
+        'daily.yaml: apiVersion: "tideflow.dev/v1" is not tideflow.dev/v1alpha1'
+    ]
+
+
+def test_every_document_of_a_multi_document_text_is_checked() -> None:
+    text = "kind: Workflow\n---\n" + _workflow("    - {name: a, command: [echo]}\n") + "---\n3\n"
+    assert _problems(text) == [
+        "daily.yaml[0]: apiVersion: required field is missing",
+        "daily.yaml[2]: a manifest must be a mapping, not a int",
+    ]
+
+
+def test_unknown_fields_suggest_the_close_one() -> None:
+    text = _workflow(
+        "    - {name: a, command: [echo]}\n    - {name: b, command: [x], dependOn: [a]}\n"
+    )
+    assert _problems(text) == [
+        'daily.yaml: spec.tasks[1].dependOn: unknown field (did you mean "dependsOn"?)'
+    ]
+
+
+def test_a_missing_field_is_named() -> None:
+    text = "apiVersion: tideflow.dev/v1alpha1\nkind: Workflow\nmetadata: {}\n" + (
+        "spec:\n  tasks:\n    - {name: a, command: [echo]}\n"
+    )
+    assert _problems(text) == ["daily.yaml: metadata.name: required field is missing"]
+
+
+def test_bounds_are_explained_in_plain_words() -> None:
+    text = _workflow("    - {name: a, command: [echo], timeoutSeconds: 0}\n")
+    assert _problems(text) == ["daily.yaml: spec.tasks[0].timeoutSeconds: must be greater than 0"]
+
+
+def test_enum_and_type_errors_are_explained_in_plain_words() -> None:
+    text = _workflow(
+        "    - {name: a, command: echo, triggerRule: always, forEach: 3, retry: {limit: x}}\n"
+    )
+    assert _problems(text) == [
+        'daily.yaml: spec.tasks[0].triggerRule: "always" is not one of allSuccess, allDone, '
+        "anyFailed or anySuccess",
+        "daily.yaml: spec.tasks[0].command: must be a list",
+        "daily.yaml: spec.tasks[0].forEach: must be a string or a list",
+        "daily.yaml: spec.tasks[0].retry.limit: must be an integer",
+    ]
+
+
+def test_model_rules_keep_their_own_message_at_the_right_path() -> None:
+    text = _workflow("    - {name: Fetch, command: [echo]}\n    - {name: b}\n")
+    assert _problems(text) == [
+        "daily.yaml: spec.tasks[0].name: invalid name 'Fetch': use lower-case letters, digits "
+        "and '-', starting and ending with a letter or digit",
+        "daily.yaml: spec.tasks[1]: a task needs exactly one of function, command or container "
+        "(found: none)",
+    ]
+
+
+def test_messages_never_leak_pydantic_urls_or_jargon() -> None:
+    text = HEAD + "spec:\n  parallelism: many\n  tasks: []\n  extra: 1\n"
+    problems = _problems(text)
+    assert problems == [
+        "daily.yaml: spec.parallelism: must be an integer",
+        "daily.yaml: spec.tasks: must not be empty",
+        "daily.yaml: spec.extra: unknown field",
+    ]
+    assert not any("pydantic" in p or "http" in p or "Input should" in p for p in problems)
+
+
+def test_keys_that_are_not_identifiers_are_quoted_in_paths() -> None:
+    text = HEAD.replace("{name: daily}", "{name: daily, labels: {app.kubernetes.io/name: 3}}")
+    text += "spec:\n  tasks:\n    - {name: a, command: [echo]}\n"
+    assert _problems(text) == [
+        'daily.yaml: metadata.labels["app.kubernetes.io/name"]: must be a string'
+    ]
+
+
+def test_parse_manifest_takes_an_already_parsed_document() -> None:
+    doc = {
+        "apiVersion": "tideflow.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": "r1"},
+        "spec": {"workflowRef": {"name": "daily"}, "params": ["not", "a", "mapping"]},
+    }
+    with pytest.raises(ValidationError) as caught:
+        parse_manifest(doc, "request")
+    assert caught.value.problems == [Problem("spec.params", "must be a mapping", "request")]
+    del doc["spec"]["params"]  # type: ignore[attr-defined]
+    assert isinstance(parse_manifest(doc, "request"), WorkflowRun)

@@ -1,0 +1,382 @@
+"""Semantic checks of manifests, after the models parsed them.
+
+The model proves each field is well-formed on its own; this module proves the
+workflow makes sense as a whole: task names are unique, dependencies exist and
+form no cycle, templates only use what will exist when the task runs (its
+upstream tasks, ``item`` only under ``forEach``), function references import
+and accept their arguments. Every problem is reported, not only the first.
+
+Callers: the CLI (``validate``, ``apply``), the HTTP API, the builder, and the
+engine for :func:`check_params` when a run is created. Cost stays linear in
+the number of tasks: templates are parsed once per distinct string, and
+transitive upstream sets are computed (as bitsets, in one pass) only when a
+template uses a task that is not a direct dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from tideflow import functions, templating
+from tideflow.dag import Graph, find_cycle
+from tideflow.errors import Problem, ValidationError
+from tideflow.model import (
+    ExecutorKind,
+    Manifest,
+    ParamSpec,
+    TaskSpec,
+    Workflow,
+    check_name,
+)
+
+__all__ = ["check", "check_params", "validate_workflow"]
+
+_TASK_NAMES = frozenset(templating.CONTEXT_NAMES)
+_PARAM_NAMES = frozenset({"params", "run", "schedule"})
+_FAN_OUT_NAMES = frozenset({"item", "index"})
+
+
+def check(manifests: Sequence[tuple[str, Manifest]], *, resolve_functions: bool = True) -> None:
+    """Validate parsed manifests, as a set (e.g. all documents of ``apply -f``).
+
+    Besides each workflow's own checks, refuses the same object defined twice
+    and checks the params of a ``WorkflowRun`` whose workflow is in the set.
+
+    Raises:
+        ValidationError: with every problem found.
+    """
+    workflows: dict[tuple[str, str], Workflow] = {}
+    for _, manifest in manifests:
+        if isinstance(manifest, Workflow):
+            workflows.setdefault((manifest.metadata.namespace, manifest.metadata.name), manifest)
+    problems: list[Problem] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for source, manifest in manifests:
+        meta = manifest.metadata
+        key = (manifest.kind, meta.namespace, meta.name)
+        if key in seen:
+            problems.append(
+                Problem(
+                    "metadata.name",
+                    f'{manifest.kind} "{meta.namespace}/{meta.name}" is defined twice '
+                    f"(also in {seen[key] or 'an earlier document'})",
+                    source,
+                )
+            )
+            continue
+        seen[key] = source
+        if isinstance(manifest, Workflow):
+            problems += validate_workflow(manifest, source, resolve_functions=resolve_functions)
+            continue
+        workflow = workflows.get((meta.namespace, manifest.spec.workflow_ref.name))
+        if workflow is not None:
+            try:
+                check_params(workflow, manifest.spec.params, path="spec.params")
+            except ValidationError as exc:
+                problems += [dataclasses.replace(p, source=source) for p in exc.problems]
+    if problems:
+        raise ValidationError(problems)
+
+
+def check_params(wf: Workflow, given: Mapping[str, Any], *, path: str = "") -> dict[str, Any]:
+    """Merge run parameters over the workflow's defaults.
+
+    Default values are returned as declared (templates stay strings; the
+    engine renders them).
+
+    Args:
+        path: where ``given`` lives in a document, e.g. ``spec.params``. When
+            empty, problems are labelled the way the CLI takes them
+            (``-p name``).
+
+    Raises:
+        ValidationError: unknown parameters (with suggestions) and required
+            parameters that were not given.
+    """
+    declared: dict[str, ParamSpec] = {}
+    for param in wf.spec.params:
+        declared.setdefault(param.name, param)  # a duplicate is reported by validate_workflow
+    problems: list[Problem] = []
+    for name in given:
+        if name not in declared:
+            known = ", ".join(declared) if declared else "none"
+            hint = _suggest(name, list(declared))
+            where = f"{path}.{name}" if path else f"-p {name}"
+            message = f'unknown parameter "{name}"{hint}; known: {known}'
+            problems.append(Problem(where, message))
+    merged: dict[str, Any] = {}
+    for name, param in declared.items():
+        if name in given:
+            merged[name] = given[name]
+        elif param.required:
+            problems.append(Problem(path, f'parameter "{name}" is required'))
+        else:
+            merged[name] = param.default
+    if problems:
+        raise ValidationError(problems)
+    return merged
+
+
+def validate_workflow(
+    wf: Workflow, source: str = "", *, resolve_functions: bool = True
+) -> list[Problem]:
+    """Every semantic problem of one workflow; paths are relative to its document.
+
+    Args:
+        source: stamped on every problem (file name, document label).
+        resolve_functions: import ``function`` references of local tasks and
+            check their signatures against ``args``. Tasks with
+            ``executor: kubernetes`` are never resolved: their code lives in
+            the container image.
+    """
+    problems = _param_problems(wf)
+    tasks = wf.spec.tasks
+    index = _task_index(tasks, problems)
+    deps = _dependency_problems(tasks, index, problems)
+    cycle = find_cycle(deps)
+    if cycle is not None:
+        problems.append(Problem("spec.tasks", f"dependency cycle: {' -> '.join(cycle)}"))
+    upstream = _Upstream(deps, acyclic=cycle is None)
+    signatures: dict[tuple[str, frozenset[str]], list[Problem]] = {}
+    pools: dict[str, str | None] = {}
+    for i, task in enumerate(tasks):
+        path = f"spec.tasks[{i}]"
+        problems += _template_problems(task, path, index, upstream)
+        if task.pool is not None:
+            if task.pool not in pools:
+                pools[task.pool] = _name_error(task.pool)
+            error = pools[task.pool]
+            if error is not None:
+                problems.append(Problem(f"{path}.pool", error))
+        if resolve_functions and task.executor is ExecutorKind.LOCAL:
+            if task.function is not None:
+                problems += _function_problems(
+                    task.function, task.args, f"{path}.function", f"{path}.args", signatures
+                )
+            if task.compensate is not None:
+                problems += _function_problems(
+                    task.compensate.function,
+                    task.compensate.args,
+                    f"{path}.compensate.function",
+                    f"{path}.compensate.args",
+                    signatures,
+                )
+    return [dataclasses.replace(p, source=source) for p in problems]
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _param_problems(wf: Workflow) -> list[Problem]:
+    problems: list[Problem] = []
+    first: dict[str, int] = {}
+    for i, param in enumerate(wf.spec.params):
+        path = f"spec.params[{i}]"
+        if param.name in first:
+            problems.append(
+                Problem(
+                    f"{path}.name",
+                    f'duplicate parameter "{param.name}" (first defined at '
+                    f"spec.params[{first[param.name]}])",
+                )
+            )
+        else:
+            first[param.name] = i
+        for info in templating.inspect_templates(param.default, f"{path}.default"):
+            problems += info.problems
+            problems += _unknown_names(info.path, info.names, _PARAM_NAMES, "parameter defaults")
+    return problems
+
+
+def _task_index(tasks: Sequence[TaskSpec], problems: list[Problem]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, task in enumerate(tasks):
+        if task.name in index:
+            problems.append(
+                Problem(
+                    f"spec.tasks[{i}].name",
+                    f'duplicate task name "{task.name}" (first defined at '
+                    f"spec.tasks[{index[task.name]}])",
+                )
+            )
+        else:
+            index[task.name] = i
+    return index
+
+
+def _dependency_problems(
+    tasks: Sequence[TaskSpec], index: Mapping[str, int], problems: list[Problem]
+) -> dict[str, list[str]]:
+    """Report bad ``dependsOn`` entries; return the known, distinct dependencies per task."""
+    deps: dict[str, list[str]] = {}
+    names = list(index)
+    for i, task in enumerate(tasks):
+        if index[task.name] != i:
+            continue  # a duplicate, already reported
+        known: dict[str, None] = {}  # ordered, with O(1) membership
+        for j, dep in enumerate(task.depends_on):
+            path = f"spec.tasks[{i}].dependsOn[{j}]"
+            if dep == task.name:
+                problems.append(Problem(path, f'task "{dep}" depends on itself'))
+            elif dep not in index:
+                problems.append(Problem(path, f'unknown task "{dep}"{_suggest(dep, names)}'))
+            elif dep in known:
+                problems.append(Problem(path, f'"{dep}" is listed twice'))
+            else:
+                known[dep] = None
+        deps[task.name] = list(known)
+    return deps
+
+
+class _Upstream:
+    """Answers "is A upstream of B?" in O(1) after one linear pass, computed lazily."""
+
+    def __init__(self, deps: Mapping[str, Sequence[str]], *, acyclic: bool) -> None:
+        self._deps = {name: frozenset(d) for name, d in deps.items()}
+        self._edges = deps
+        self._acyclic = acyclic
+        self._bits: dict[str, int] | None = None
+        self._position: dict[str, int] = {}
+
+    def contains(self, task: str, other: str) -> bool | None:
+        """True/False, or None when a cycle makes the question meaningless."""
+        if other in self._deps.get(task, ()):
+            return True
+        if not self._acyclic:
+            return None
+        if self._bits is None:
+            self._bits = self._ancestor_bits()
+        if task not in self._bits or other not in self._position:
+            return None
+        return bool(self._bits[task] >> self._position[other] & 1)
+
+    def _ancestor_bits(self) -> dict[str, int]:
+        # Python ints as bitsets: one OR per edge, in topological order.
+        graph = Graph.from_edges(self._edges.items())
+        self._position = {name: i for i, name in enumerate(graph.order)}
+        bits: dict[str, int] = {}
+        for name in graph.order:
+            mask = 0
+            for dep in graph.upstream[name]:
+                mask |= bits[dep] | (1 << self._position[dep])
+            bits[name] = mask
+        return bits
+
+
+def _template_fields(task: TaskSpec, path: str) -> Iterator[tuple[str, Any]]:
+    yield f"{path}.args", task.args
+    yield f"{path}.command", task.command
+    yield f"{path}.env", task.env
+    yield f"{path}.workingDir", task.working_dir
+    if task.container is not None:
+        yield f"{path}.container.command", task.container.command
+        yield f"{path}.container.args", task.container.args
+        yield f"{path}.container.env", task.container.env
+
+
+def _template_problems(
+    task: TaskSpec, path: str, index: Mapping[str, int], upstream: _Upstream
+) -> list[Problem]:
+    problems: list[Problem] = []
+    fields = [(where, value, "body") for where, value in _template_fields(task, path)]
+    fields.append((f"{path}.forEach", task.for_each, "forEach"))
+    if task.compensate is not None:
+        fields.append((f"{path}.compensate.args", task.compensate.args, "compensate"))
+    if isinstance(task.for_each, str) and not templating.is_template(task.for_each):
+        problems.append(
+            Problem(
+                f"{path}.forEach",
+                'must be a list or a "{{ … }}" template that evaluates to one',
+            )
+        )
+    for base, value, role in fields:
+        if value is None:
+            continue
+        for info in templating.inspect_templates(value, base):
+            problems += info.problems
+            where, used_tasks, names = info.path, info.tasks, info.names
+            problems += _unknown_names(where, names, _TASK_NAMES, "templates")
+            for name in sorted(names & _FAN_OUT_NAMES):
+                if role == "forEach":
+                    problems.append(Problem(where, f'"{name}" cannot be used in forEach itself'))
+                elif task.for_each is None:
+                    problems.append(
+                        Problem(where, f'"{name}" is only defined in tasks with forEach')
+                    )
+            for used in sorted(used_tasks):
+                problem = _task_reference(task.name, used, role, where, index, upstream)
+                if problem is not None:
+                    problems.append(problem)
+    return problems
+
+
+def _task_reference(
+    task: str, used: str, role: str, where: str, index: Mapping[str, int], upstream: _Upstream
+) -> Problem | None:
+    if used not in index:
+        hint = _suggest(used, list(index))
+        return Problem(where, f"template uses tasks['{used}'] but there is no such task{hint}")
+    if used == task:
+        if role == "compensate":
+            return None  # a compensation may undo what its own task produced
+        return Problem(where, f"template uses the output of its own task (tasks['{used}'])")
+    if upstream.contains(task, used) is False:
+        return Problem(
+            where,
+            f"template uses tasks['{used}'] which is not upstream of \"{task}\"; "
+            "add it to dependsOn",
+        )
+    return None
+
+
+def _unknown_names(
+    where: str, names: frozenset[str], allowed: frozenset[str], what: str
+) -> list[Problem]:
+    ordered = [n for n in templating.CONTEXT_NAMES if n in allowed]
+    problems = []
+    for name in sorted(names - allowed):
+        hint = _suggest(name, ordered)
+        problems.append(
+            Problem(
+                where,
+                f'unknown variable "{name}"{hint}; {what} can use {", ".join(ordered)}',
+            )
+        )
+    return problems
+
+
+def _function_problems(
+    ref: str,
+    args: Mapping[str, Any] | None,
+    function_path: str,
+    args_path: str,
+    cache: dict[tuple[str, frozenset[str]], list[Problem]],
+) -> list[Problem]:
+    key = (ref, frozenset(args or ()))
+    if key not in cache:
+        try:
+            fn = functions.resolve(ref)
+        except functions.FunctionError as exc:
+            cache[key] = [Problem("\0function", str(exc))]
+        else:
+            cache[key] = functions.signature_problems(fn, set(key[1]), "")
+    return [
+        dataclasses.replace(p, path=function_path if p.path == "\0function" else args_path + p.path)
+        for p in cache[key]
+    ]
+
+
+def _name_error(name: str) -> str | None:
+    try:
+        check_name(name)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
+    return f' (did you mean "{close[0]}"?)' if close else ""
