@@ -79,6 +79,10 @@ class TaskRecord:
     finished_at: datetime | None = None
     #: Earliest time the next attempt may start (retry backoff).
     not_before: datetime | None = None
+    #: What a fan-out child works on: its ``forEach`` element, or for a sub-task
+    #: spawned at run time ``{"function": ..., "args": ...}``. JSON; stored so a
+    #: resumed run never has to re-derive it.
+    item: Any = None
 
 
 @dataclass(slots=True)
@@ -189,7 +193,9 @@ class Store(Protocol):
         """
 
     # -- the engine -------------------------------------------------------------
-    def claim_run(self, run_id: int, owner: str, now: datetime, until: datetime) -> RunRecord | None:
+    def claim_run(
+        self, run_id: int, owner: str, now: datetime, until: datetime
+    ) -> RunRecord | None:
         """Take ownership of one unfinished run if it is unowned, expired or already ours."""
 
     def claim_runs(self, owner: str, now: datetime, until: datetime, limit: int) -> list[RunRecord]:

@@ -1,0 +1,161 @@
+"""Conversion between table rows and the records of the ``Store`` protocol.
+
+Used by :mod:`tideflow.storage.store` only. JSON columns (manifests, params,
+outputs) are encoded compactly here, so every write path encodes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from tideflow.engine.ports import LogRecord, RunRecord, TaskRecord, WorkflowRecord
+from tideflow.errors import Problem, ValidationError
+from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow, to_document
+
+
+def dump_json(value: Any, *, where: str) -> str:
+    """Compact JSON for a column; ``where`` names the value in the error if it is not JSON."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        problem = Problem(path=where, message=f"not JSON-serialisable: {error}")
+        raise ValidationError([problem]) from error
+
+
+def load_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dump_workflow(workflow: Workflow) -> str:
+    return dump_json(to_document(workflow), where="workflow")
+
+
+def load_workflow(text: str) -> Workflow:
+    return Workflow.model_validate(json.loads(text))
+
+
+def workflow_from_row(row: RowMapping) -> WorkflowRecord:
+    return WorkflowRecord(
+        namespace=row["namespace"],
+        name=row["name"],
+        generation=row["generation"],
+        workflow=load_workflow(row["manifest"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def run_values(run: RunRecord) -> dict[str, Any]:
+    """Column values for inserting ``run`` (its ``id`` is assigned by the database)."""
+    return {
+        "namespace": run.namespace,
+        "name": run.name,
+        "workflow_name": run.workflow_name,
+        "workflow": dump_workflow(run.workflow),
+        "params": dump_json(run.params, where=f"runs[{run.name}].params"),
+        "desired_state": DesiredState(run.desired_state).value,
+        "phase": RunPhase(run.phase).value,
+        "generation": run.generation,
+        "owner": run.owner,
+        "lease_expires_at": run.lease_expires_at,
+        "message": run.message,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def run_from_row(row: RowMapping) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        namespace=row["namespace"],
+        name=row["name"],
+        workflow_name=row["workflow_name"],
+        workflow=load_workflow(row["workflow"]),
+        params=json.loads(row["params"]),
+        desired_state=DesiredState(row["desired_state"]),
+        phase=RunPhase(row["phase"]),
+        generation=row["generation"],
+        owner=row["owner"],
+        lease_expires_at=row["lease_expires_at"],
+        message=row["message"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def task_values(task: TaskRecord, run_id: int, seq: int) -> dict[str, Any]:
+    """Column values for inserting ``task`` as instance number ``seq`` of run ``run_id``."""
+    return {
+        "run_id": run_id,
+        "name": task.name,
+        "seq": seq,
+        "task": task.task,
+        "idx": task.index,
+        "item": (
+            None
+            if task.item is None
+            else dump_json(task.item, where=f"runs[{task.run_id}].tasks[{task.name}].item")
+        ),
+        **task_state(task),
+    }
+
+
+def task_state(task: TaskRecord) -> dict[str, Any]:
+    """The mutable columns of a task instance: what an update rewrites."""
+    return {
+        "phase": TaskPhase(task.phase).value,
+        "attempt": task.attempt,
+        "output": (
+            None
+            if task.output is None
+            else dump_json(task.output, where=f"runs[{task.run_id}].tasks[{task.name}].output")
+        ),
+        "error": task.error,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "not_before": task.not_before,
+    }
+
+
+def task_from_row(row: RowMapping) -> TaskRecord:
+    return TaskRecord(
+        run_id=row["run_id"],
+        name=row["name"],
+        task=row["task"],
+        index=row["idx"],
+        item=load_json(row["item"]),
+        phase=TaskPhase(row["phase"]),
+        attempt=row["attempt"],
+        output=load_json(row["output"]),
+        error=row["error"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        not_before=row["not_before"],
+    )
+
+
+def log_values(log: LogRecord) -> dict[str, Any]:
+    return {
+        "run_id": log.run_id,
+        "task": log.task,
+        "attempt": log.attempt,
+        "stream": log.stream,
+        "text": log.text,
+        "created_at": log.created_at,
+    }
+
+
+def log_from_row(row: RowMapping) -> LogRecord:
+    return LogRecord(
+        run_id=row["run_id"],
+        task=row["task"],
+        attempt=row["attempt"],
+        stream=row["stream"],
+        text=row["text"],
+        created_at=row["created_at"],
+    )
