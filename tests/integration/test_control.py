@@ -1,0 +1,173 @@
+"""Run control on a live engine: pause, resume, terminate, retry, run deadlines, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.integration.enginekit import FAST, engine, execute, until, workflow
+from tideflow.engine import control
+from tideflow.engine.ports import Batch, utcnow
+from tideflow.errors import InvalidTransitionError
+from tideflow.model import DesiredState, RunPhase, TaskPhase
+from tideflow.storage.store import SqlStore
+
+T = "tests.integration.tasks"
+
+
+def phases(store: SqlStore, run_id: int) -> dict[str, TaskPhase]:
+    return {t.name: t.phase for t in store.list_tasks(run_id)}
+
+
+async def test_pause_lets_running_tasks_finish_and_starts_nothing_new(store: SqlStore) -> None:
+    wf = workflow(
+        {"name": "first", "function": f"{T}:async_sleep", "args": {"seconds": 0.5}},
+        {"name": "second", "function": f"{T}:echo", "dependsOn": ["first"], "args": {"value": 2}},
+    )
+    run = control.submit_run(store, wf)
+    driving = asyncio.create_task(engine(store).drive(run.id))
+    await until(lambda: phases(store, run.id)["first"] is TaskPhase.RUNNING)
+    await asyncio.to_thread(control.request, store, "default", run.name, "pause")
+    await until(lambda: phases(store, run.id)["first"] is TaskPhase.SUCCEEDED)
+    await asyncio.sleep(0.3)
+    assert store.get_run_by_id(run.id).phase is RunPhase.PAUSED
+    assert phases(store, run.id)["second"] is TaskPhase.PENDING
+
+    assert not driving.done()
+    await asyncio.to_thread(control.request, store, "default", run.name, "resume")
+    final = await asyncio.wait_for(driving, 20)
+    assert final.phase is RunPhase.SUCCEEDED
+    assert phases(store, run.id)["second"] is TaskPhase.SUCCEEDED
+
+
+async def test_terminate_kills_running_commands_and_ends_the_run(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    wf = workflow(
+        # The shell starts a child; terminate must kill the whole process group.
+        {"name": "long", "command": ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]},
+        {"name": "after", "function": f"{T}:echo", "dependsOn": ["long"], "args": {"value": 1}},
+    )
+    run = control.submit_run(store, wf)
+    driving = asyncio.create_task(engine(store).drive(run.id))
+    await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    await asyncio.to_thread(control.request, store, "default", run.name, "terminate")
+    final = await asyncio.wait_for(driving, 20)
+    assert final.phase is RunPhase.TERMINATED
+    assert phases(store, run.id) == {"long": TaskPhase.TERMINATED, "after": TaskPhase.TERMINATED}
+    child = int(pid_file.read_text())
+    await until(lambda: not _alive(child), timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose: it no longer runs.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_terminating_a_pending_run_never_starts_it(store: SqlStore) -> None:
+    wf = workflow({"name": "a", "function": f"{T}:echo", "args": {"value": 1}})
+    run = control.submit_run(store, wf)
+    control.request(store, "default", run.name, "terminate")
+    final = await engine(store).drive(run.id)
+    assert final.phase is RunPhase.TERMINATED
+    assert phases(store, run.id) == {"a": TaskPhase.TERMINATED}
+
+
+async def test_retry_reruns_only_what_failed_and_keeps_succeeded_outputs(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    wf = workflow(
+        {"name": "ok", "function": f"{T}:symbols", "args": {"n": 3}},
+        {
+            "name": "each",
+            "function": f"{T}:price",
+            "dependsOn": ["ok"],
+            "forEach": "{{ tasks['ok'].output }}",
+            "args": {"symbol": "{{ item }}"},
+        },
+        {
+            "name": "fragile",
+            "function": f"{T}:fail_once_per_file",
+            "dependsOn": ["ok"],
+            "args": {"marker": str(marker)},
+        },
+        {
+            "name": "report",
+            "function": f"{T}:echo",
+            "dependsOn": ["each", "fragile"],
+            "args": {"value": "{{ tasks['fragile'].output }}"},
+        },
+    )
+    first, tasks = await execute(store, wf)
+    assert first.phase is RunPhase.FAILED
+    assert tasks["report"].phase is TaskPhase.UPSTREAM_FAILED
+    before = {name: (t.attempt, t.output, t.finished_at) for name, t in tasks.items()}
+
+    marker.write_text("yes")
+    control.request(store, "default", first.name, "retry")
+    again = store.get_run_by_id(first.id)
+    assert (again.phase, again.desired_state) == (RunPhase.PENDING, DesiredState.RUNNING)
+    final = await engine(store).drive(first.id)
+    assert final.phase is RunPhase.SUCCEEDED
+    after = {t.name: t for t in store.list_tasks(first.id)}
+    for name in ("ok", "each", "each[0]", "each[1]", "each[2]"):
+        assert (after[name].attempt, after[name].output, after[name].finished_at) == before[name]
+    assert (after["fragile"].attempt, after["fragile"].output) == (2, "fixed")
+    assert after["report"].output == "fixed"
+
+
+async def test_control_of_a_finished_run_is_refused_with_the_reason(store: SqlStore) -> None:
+    run, _ = await execute(
+        store, workflow({"name": "a", "function": f"{T}:echo", "args": {"value": 1}})
+    )
+    with pytest.raises(
+        InvalidTransitionError, match=r"cannot resume: the run already finished \(Succeeded\)"
+    ):
+        control.request(store, "default", run.name, "resume")
+    with pytest.raises(InvalidTransitionError, match="only a Failed or Terminated run"):
+        control.request(store, "default", run.name, "retry")
+
+
+async def test_a_run_past_its_deadline_fails_and_stops_its_tasks(store: SqlStore) -> None:
+    wf = workflow(
+        {"name": "slow", "function": f"{T}:async_sleep", "args": {"seconds": 30}},
+        timeoutSeconds=0.5,
+    )
+    run, tasks = await execute(store, wf)
+    assert run.phase is RunPhase.FAILED
+    assert run.message == "the run exceeded its timeout of 0.5s"
+    assert tasks["slow"].phase is TaskPhase.TERMINATED
+
+
+async def test_an_engine_that_lost_its_lease_stops_touching_the_run(store: SqlStore) -> None:
+    wf = workflow({"name": "slow", "function": f"{T}:async_sleep", "args": {"seconds": 1}})
+    run = control.submit_run(store, wf)
+    first = engine(store, owner="engine-a")
+    driving = asyncio.create_task(first.drive(run.id))
+    await until(lambda: phases(store, run.id)["slow"] is TaskPhase.RUNNING)
+    # Engine B takes over after A's lease expired (simulated by claiming "in the future").
+    later = utcnow() + timedelta(seconds=FAST.lease_seconds + 1)
+    assert store.claim_run(run.id, "engine-b", later, later + timedelta(seconds=30)) is not None
+    assert store.commit(Batch("engine-a", later)) == set()  # an empty batch touches nothing
+    await until(lambda: run.id not in first.runs, timeout=20)
+    driving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await driving
+    record = store.get_run_by_id(run.id)
+    assert record.owner == "engine-b"
+    # Engine A wrote nothing after losing the run: the task is still Running attempt 1.
+    assert phases(store, run.id)["slow"] is TaskPhase.RUNNING

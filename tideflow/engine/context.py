@@ -1,0 +1,59 @@
+"""``TaskContext``: what a Python task function receives as its ``context`` argument."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tideflow.engine.execution import Spawn
+
+logger = logging.getLogger("tideflow.task")
+
+
+def function_ref(function: str | Callable[..., Any]) -> str:
+    """``module:qualname`` of a module-level callable (a ``module:attr`` string passes through)."""
+    if isinstance(function, str):
+        return function
+    qualname = getattr(function, "__qualname__", "")
+    module = getattr(function, "__module__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(
+            f"cannot reference {function!r}: spawn a module-level function or pass 'module:attr'"
+        )
+    return f"{module}:{qualname}"
+
+
+@dataclass
+class TaskContext:
+    """Facts about the running attempt, a logger whose records are kept with it,
+    and :meth:`spawn` to fan out at run time.
+
+    Example::
+
+        def plan(symbols: list[str], context: TaskContext) -> None:
+            for symbol in symbols:
+                context.spawn("examples.quant:fetch_bars", symbol=symbol, date="2026-11-30")
+    """
+
+    run: str
+    namespace: str
+    workflow: str
+    task: str
+    attempt: int
+    index: int | None = None
+    item: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    logger: logging.Logger = logger
+    spawned: list[Spawn] = field(default_factory=list)
+
+    def spawn(self, function: str | Callable[..., Any], /, **args: Any) -> int:
+        """Add a sub-task named ``<task>[i]`` running ``function(**args)``; returns ``i``.
+
+        Sub-tasks start once this function returns. This task then finishes when
+        they all have, and its output is the list of their outputs in index
+        order, exactly as with ``forEach``.
+        """
+        self.spawned.append(Spawn(function_ref(function), dict(args)))
+        return len(self.spawned) - 1
