@@ -1,0 +1,5 @@
+"""``python -m tideflow``: the command line."""
+
+from tideflow.cli import entry
+
+entry()

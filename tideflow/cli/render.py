@@ -1,0 +1,206 @@
+"""How the CLI shows things: tables, JSON, YAML, run manifests, run summaries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tideflow.engine.ports import RunRecord, TaskRecord, WorkflowRecord
+from tideflow.model import (
+    ObjectMeta,
+    RunPhase,
+    TaskCounts,
+    TaskPhase,
+    WorkflowRef,
+    WorkflowRun,
+    WorkflowRunSpec,
+    WorkflowRunStatus,
+    to_document,
+)
+from tideflow.model.manifests import Condition
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def age(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "-"
+    seconds = int((now - value).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def emit(data: Any, output: Output) -> None:
+    """Print plain data as JSON or YAML."""
+    if output is Output.JSON:
+        console.print_json(json.dumps(data, default=str), indent=2, highlight=False)
+    else:
+        console.print(
+            yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip(), markup=False
+        )
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    grid = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console.print(grid)
+
+
+def leaf_tasks(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+    """Task instances that do work: a fanned-out task counts as its sub-tasks."""
+    parents = {t.task for t in tasks if t.index is not None}
+    return [t for t in tasks if t.index is not None or t.name not in parents]
+
+
+def task_counts(tasks: Sequence[TaskRecord]) -> TaskCounts:
+    leaves = leaf_tasks(tasks)
+    count = {phase: 0 for phase in TaskPhase}
+    for task in leaves:
+        count[task.phase] += 1
+    return TaskCounts(
+        total=len(leaves),
+        pending=count[TaskPhase.PENDING] + count[TaskPhase.QUEUED] + count[TaskPhase.RETRYING],
+        running=count[TaskPhase.RUNNING],
+        succeeded=count[TaskPhase.SUCCEEDED],
+        failed=count[TaskPhase.FAILED],
+        skipped=count[TaskPhase.SKIPPED],
+        upstream_failed=count[TaskPhase.UPSTREAM_FAILED],
+        terminated=count[TaskPhase.TERMINATED],
+    )
+
+
+def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
+    """The run as a ``WorkflowRun`` manifest with its status."""
+    counts = task_counts(tasks)
+    done = counts.succeeded + counts.failed + counts.skipped + counts.upstream_failed
+    done += counts.terminated
+    ready = Condition(
+        type="Ready",
+        status="True" if run.phase is RunPhase.SUCCEEDED else "False",
+        reason=run.phase.value,
+        message=run.message or f"{done}/{counts.total} tasks done",
+    )
+    return WorkflowRun(
+        metadata=ObjectMeta(name=run.name, namespace=run.namespace),
+        spec=WorkflowRunSpec(
+            workflow_ref=WorkflowRef(name=run.workflow_name),
+            params=run.params,
+            desired_state=run.desired_state,
+        ),
+        status=WorkflowRunStatus(
+            phase=run.phase,
+            observed_generation=run.generation,
+            conditions=[ready],
+            tasks=counts,
+            message=run.message,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        ),
+    )
+
+
+def run_document(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
+    document = to_document(run_manifest(run, tasks))
+    # Status fields are always shown, even at their defaults (finishedAt: null while running).
+    status = run_manifest(run, tasks).status
+    assert status is not None
+    document["status"] = status.model_dump(mode="json", by_alias=True)
+    document["spec"].setdefault("desiredState", run.desired_state.value)
+    return document
+
+
+def task_document(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "task": task.task,
+        "index": task.index,
+        "phase": task.phase.value,
+        "attempt": task.attempt,
+        "output": task.output,
+        "error": task.error,
+        "startedAt": iso(task.started_at),
+        "finishedAt": iso(task.finished_at),
+    }
+
+
+def workflow_row(record: WorkflowRecord, now: datetime) -> list[Any]:
+    spec = record.workflow.spec
+    return [
+        record.namespace,
+        record.name,
+        len(spec.tasks),
+        record.generation,
+        age(record.updated_at, now),
+    ]
+
+
+def run_row(run: RunRecord, now: datetime) -> list[Any]:
+    return [
+        run.namespace,
+        run.name,
+        run.workflow_name,
+        _phase(run.phase.value),
+        run.desired_state.value,
+        age(run.created_at, now),
+        duration(run.started_at, run.finished_at or (now if run.started_at else None)),
+    ]
+
+
+def task_row(task: TaskRecord) -> list[Any]:
+    output = json.dumps(task.output, default=str) if task.output is not None else None
+    if output and len(output) > 40:
+        output = output[:37] + "..."
+    return [
+        task.name,
+        _phase(task.phase.value),
+        task.attempt,
+        duration(task.started_at, task.finished_at),
+        output,
+        task.error,
+    ]
+
+
+_COLOURS = {
+    "Succeeded": "green",
+    "Running": "cyan",
+    "Failed": "red",
+    "UpstreamFailed": "red",
+    "Terminated": "magenta",
+    "Paused": "yellow",
+    "Retrying": "yellow",
+    "Skipped": "dim",
+}
+
+
+def _phase(phase: str) -> str:
+    colour = _COLOURS.get(phase)
+    return f"[{colour}]{phase}[/{colour}]" if colour else phase
