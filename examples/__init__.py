@@ -1,0 +1,1 @@
+"""Runnable example pipelines: YAML manifests and the Python task functions they call."""
