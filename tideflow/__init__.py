@@ -13,7 +13,19 @@ from tideflow.model import TaskSpec, Workflow, WorkflowRun
 
 __version__ = "0.1.0"
 
-__all__ = [
+
+def __getattr__(name: str) -> object:
+    # The client pulls in SQLAlchemy; import it only when asked for, so task
+    # processes that merely import tideflow stay light.
+    if name in ("Client", "connect"):
+        from tideflow import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'tideflow' has no attribute {name!r}")
+
+__all__ = [  # noqa: RUF022 - grouped: errors, models, client
+    "Client",
+    "connect",
     "ConflictError",
     "InvalidTransitionError",
     "NotFoundError",

@@ -90,6 +90,7 @@ class Engine:
         self.listeners: list[Callable[[Event], None]] = []
         self._db = ThreadPoolExecutor(1, thread_name_prefix="tideflow-db")
         self._attempts: dict[tuple[int, str], asyncio.Task[Outcome]] = {}
+        self._cancelled: set[asyncio.Task[Outcome]] = set()
         self._done: list[tuple[int, str, int, asyncio.Task[Outcome]]] = []
         self._wake = asyncio.Event()
         self._timers: list[tuple[datetime, int, str]] = []
@@ -136,8 +137,10 @@ class Engine:
         in the database, so the next owner re-runs them as new attempts."""
         for task in self._attempts.values():
             task.cancel()
-        if self._attempts:
-            await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+        # Wait for cancelled attempts too: their processes are being killed.
+        pending = [*self._attempts.values(), *self._cancelled]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         self._attempts.clear()
         if self.runs:
             await self._call(self.store.release, self.owner, list(self.runs))
@@ -247,7 +250,7 @@ class Engine:
             for name in list(run.running):
                 task = self._attempts.pop((run_id, name), None)
                 if task is not None:
-                    task.cancel()
+                    self._cancel(task)
                     self._release_slot(run, name)
 
     def _collect(self, now: datetime) -> None:
@@ -361,7 +364,7 @@ class Engine:
             for name in run.to_cancel:
                 task = self._attempts.pop((run.id, name), None)
                 if task is not None:
-                    task.cancel()
+                    self._cancel(task)
                     self._release_slot(run, name)
             run.to_cancel.clear()
             if run.events:
@@ -376,6 +379,11 @@ class Engine:
                 )
                 del self.runs[run.id]
                 self._run_use.pop(run.id, None)
+
+    def _cancel(self, task: asyncio.Task[Outcome]) -> None:
+        task.cancel()
+        self._cancelled.add(task)
+        task.add_done_callback(self._cancelled.discard)
 
     def _start(self, attempt: Attempt) -> None:
         key = (attempt.run_id, attempt.task)

@@ -24,7 +24,14 @@ from typing import Any
 from tideflow.dag import Graph
 from tideflow.engine.execution import Attempt, Outcome, Spawn
 from tideflow.engine.ports import LogRecord, RunRecord, RunUpdate, TaskRecord
-from tideflow.engine.transitions import Readiness, fan_in, live_phase, readiness, run_outcome
+from tideflow.engine.transitions import (
+    Readiness,
+    can_transition,
+    fan_in,
+    live_phase,
+    readiness,
+    run_outcome,
+)
 from tideflow.model import DesiredState, RetryPolicy, RunPhase, TaskPhase, TaskSpec
 from tideflow.templating import render
 
@@ -157,6 +164,8 @@ class RunState:
         return self.record.desired_state is DesiredState.RUNNING and not self.finished
 
     def _set(self, task: TaskRecord, phase: TaskPhase) -> None:
+        if not can_transition(task.phase, phase):
+            raise AssertionError(f"{task.name}: invalid transition {task.phase} -> {phase}")
         task.phase = phase
         self.dirty[task.name] = task
 

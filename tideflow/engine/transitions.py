@@ -27,7 +27,7 @@ TASK_TRANSITIONS: dict[TaskPhase, frozenset[TaskPhase]] = {
     # A Running task may finish, fail, back off, be terminated, or (its engine
     # died) be queued again as a new attempt.
     P.RUNNING: frozenset({P.SUCCEEDED, P.FAILED, P.RETRYING, P.TERMINATED, P.QUEUED}),
-    P.RETRYING: frozenset({P.QUEUED, P.RUNNING, P.TERMINATED}),
+    P.RETRYING: frozenset({P.QUEUED, P.RUNNING, P.FAILED, P.TERMINATED}),
     # Finished phases only move when a retry of the run resets them.
     P.SUCCEEDED: frozenset(),
     P.SKIPPED: frozenset(),

@@ -1,0 +1,124 @@
+"""The Python front door: the CLI's verbs as methods, for notebooks, tests and scripts.
+
+Example::
+
+    import tideflow
+
+    flow = (tideflow.Workflow.builder("daily-factors")
+            .task("list-symbols", function="examples.quant:list_symbols",
+                  args={"date": "2026-11-30"})
+            .build())
+    with tideflow.connect("sqlite:///tideflow.db") as tf:
+        run = tf.run(flow, wait=True)
+        print(run.phase, tf.tasks(run.name))
+
+Like the CLI, control methods only write the run's desired state; the engine
+that owns the run (this process while ``wait`` drives it, or a
+``tideflow server``) converges to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from tideflow.config import Settings, load_settings
+from tideflow.engine import control
+from tideflow.engine.ports import ApplyResult, LogRecord, RunRecord, TaskRecord
+from tideflow.engine.reconciler import Engine
+from tideflow.executors.local import LocalExecutor
+from tideflow.model import Workflow
+from tideflow.storage.migrating import upgrade
+from tideflow.storage.store import SqlStore
+
+
+class Client:
+    """A connection to one Tideflow database."""
+
+    def __init__(self, settings: Settings, *, namespace: str = "default") -> None:
+        self.settings = settings
+        self.namespace = namespace
+        self.store = SqlStore.from_url(settings.database.url)
+        if settings.database.auto_migrate:
+            upgrade(self.store.engine)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def apply(self, workflow: Workflow) -> ApplyResult:
+        """Create or update a workflow: ``created``, ``configured`` or ``unchanged``."""
+        return self.store.apply_workflow(workflow)
+
+    def run(
+        self,
+        workflow: Workflow | str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        wait: bool = False,
+    ) -> RunRecord:
+        """Start a run (of a workflow object, applied first, or of an applied one by name).
+
+        With ``wait`` the run is executed in this process and its final record
+        returned; otherwise it is recorded for a ``tideflow server``.
+        """
+        if isinstance(workflow, str):
+            definition = self.store.get_workflow(self.namespace, workflow).workflow
+        else:
+            self.apply(workflow)
+            definition = workflow
+        record = control.submit_run(self.store, definition, params, name=name)
+        return self.wait(record.name) if wait else record
+
+    def wait(self, run: str) -> RunRecord:
+        """Drive (or follow, if another engine owns it) a run to its end."""
+        record = self.get(run)
+        engine = Engine(
+            self.store,
+            LocalExecutor(threads=self.settings.engine.threads),
+            self.settings.engine_settings(),
+        )
+        return asyncio.run(engine.drive(record.id))
+
+    def get(self, run: str) -> RunRecord:
+        return self.store.get_run(self.namespace, run)
+
+    def runs(self, workflow: str | None = None) -> list[RunRecord]:
+        return self.store.list_runs(self.namespace, workflow)
+
+    def tasks(self, run: str) -> list[TaskRecord]:
+        return self.store.list_tasks(self.get(run).id)
+
+    def logs(self, run: str, task: str | None = None) -> list[LogRecord]:
+        return self.store.get_logs(self.get(run).id, task)
+
+    def pause(self, run: str) -> None:
+        control.request(self.store, self.namespace, run, "pause")
+
+    def resume(self, run: str) -> None:
+        control.request(self.store, self.namespace, run, "resume")
+
+    def terminate(self, run: str) -> None:
+        control.request(self.store, self.namespace, run, "terminate")
+
+    def retry(self, run: str, *, wait: bool = False) -> RunRecord:
+        """Re-run the failed, upstream-failed and terminated tasks of a finished run."""
+        control.request(self.store, self.namespace, run, "retry")
+        return self.wait(run) if wait else self.get(run)
+
+
+def connect(
+    database_url: str | None = None, *, config_file: str | None = None, namespace: str = "default"
+) -> Client:
+    """Open a :class:`Client` on ``database_url`` (default: settings, then ``sqlite:///tideflow.db``)."""
+    return Client(load_settings(config_file, database_url=database_url), namespace=namespace)
