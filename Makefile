@@ -17,9 +17,10 @@ run: $(STAMP)
 	$(BIN)/tideflow run -f examples/daily-factors.yaml --wait
 	$(BIN)/python -m examples.quant report
 
-## make test: lint, architecture contracts and the whole test suite
+## make test: lint, types, architecture contracts and the whole test suite
 test: $(STAMP)
 	$(BIN)/ruff check tideflow tests examples benchmarks
+	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 

@@ -24,6 +24,7 @@ from tideflow.cli.render import Output
 from tideflow.config import Settings, load_settings
 from tideflow.engine import control
 from tideflow.engine.ports import Store, utcnow
+from tideflow.engine.transitions import Action
 from tideflow.errors import (
     ConflictError,
     NotFoundError,
@@ -324,7 +325,7 @@ def logs(
 # -- control -----------------------------------------------------------------------------
 
 
-def _control(name: str, action: control.Action) -> None:
+def _control(name: str, action: Action) -> None:
     before = control.request(state.store(), state.namespace, name, action)
     render.console.print(f"run {before.name}: {action} requested", markup=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tideflow.engine.ports import RunRecord, TaskRecord, WorkflowRecord
 from tideflow.model import (
@@ -26,7 +28,8 @@ from tideflow.model import (
 )
 from tideflow.model.manifests import Condition
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped output is not wrapped at 80 columns (scripts read it); a terminal gets its width.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -66,12 +69,21 @@ def emit(data: Any, output: Output) -> None:
         )
 
 
+#: Free-text columns: these fold; every other column (names, phases, numbers) never wraps.
+_FREE_TEXT = frozenset({"OUTPUT", "ERROR"})
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     grid = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        grid.add_column(column)
-    for row in rows:
-        grid.add_row(*("-" if cell is None else str(cell) for cell in row))
+    cells = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    for i, column in enumerate(columns):
+        if column in _FREE_TEXT:
+            grid.add_column(column, overflow="fold")
+        else:
+            widest = max((len(Text.from_markup(row[i]).plain) for row in cells), default=0)
+            grid.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+    for row in cells:
+        grid.add_row(*row)
     console.print(grid)
 
 

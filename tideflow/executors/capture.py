@@ -90,9 +90,9 @@ def install() -> None:
     global _handler_installed
     with _lock:
         if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router("stdout", sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _Router("stdout", sys.stdout)
         if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router("stderr", sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _Router("stderr", sys.stderr)
         if not _handler_installed:
             handler = _Handler(level=logging.DEBUG)
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
