@@ -123,7 +123,10 @@ def load_settings(
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ValidationError([Problem("", f"not valid YAML: {exc}", path.name)]) from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ValidationError([Problem("", f"{where}{problem}", path.name)]) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ValidationError([Problem("", "must be a mapping of settings", path.name)])
         data = loaded or {}

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEFLOW_")}
+    if database_url:
+        env["TIDEFLOW_DATABASE_URL"] = database_url
     env.update(
-        TIDEFLOW_DATABASE_URL=database_url,
         # The test task functions live in this repository's tests package.
         PYTHONPATH=str(ROOT),
         TIDEFLOW_ENGINE__POLL_SECONDS="0.1",

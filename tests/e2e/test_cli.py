@@ -254,3 +254,48 @@ def _wait_for(db: str, cwd: Path, run: str, phase: str) -> None:
         return bool(json.loads(out)["status"]["phase"] == phase)
 
     _wait_until(reached)
+
+
+def test_a_workflow_run_manifest_is_applied_like_any_object(
+    tmp_path: Path, db: str, flow: Path
+) -> None:
+    run = tmp_path / "run.yaml"
+    document = {
+        "apiVersion": "tideflow.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": "eod-1"},
+        "spec": {
+            "workflowRef": {"name": "pricing"},
+            "params": {"tag": "eod"},
+            "desiredState": "Running",
+        },
+    }
+    run.write_text(yaml.safe_dump(document), encoding="utf-8")
+    first = tideflow("apply", "-f", str(flow), "-f", str(run), db=db, cwd=tmp_path)
+    assert first.out.splitlines() == [
+        "workflow.tideflow.dev/pricing created",
+        "workflowrun.tideflow.dev/eod-1 created",
+    ]
+    assert tideflow("apply", "-f", str(run), db=db, cwd=tmp_path).out.strip() == (
+        "workflowrun.tideflow.dev/eod-1 unchanged"
+    )
+    document["spec"]["desiredState"] = "Paused"  # type: ignore[index]
+    run.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert tideflow("apply", "-f", str(run), db=db, cwd=tmp_path).out.strip() == (
+        "workflowrun.tideflow.dev/eod-1 configured"
+    )
+    manifest = yaml.safe_load(
+        tideflow("get", "run", "eod-1", "-o", "yaml", db=db, cwd=tmp_path).out
+    )
+    assert manifest["spec"]["desiredState"] == "Paused"
+    assert manifest["spec"]["params"] == {"n": 3, "tag": "eod"}
+
+
+def test_the_database_comes_from_the_flag_the_environment_or_the_file(tmp_path: Path) -> None:
+    flag_db, file_db = tmp_path / "flag.db", tmp_path / "file.db"
+    result = tideflow("--db", f"sqlite:///{flag_db}", "db", "upgrade", db="", cwd=tmp_path)
+    assert result.code == 0 and flag_db.exists()
+    assert "is at the latest schema" in result.out
+    (tmp_path / "tideflow.yaml").write_text(f"database: {{url: 'sqlite:///{file_db}'}}\n")
+    assert tideflow("get", "runs", db="", cwd=tmp_path).code == 0
+    assert file_db.exists()
