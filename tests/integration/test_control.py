@@ -12,8 +12,9 @@ import pytest
 from tests.integration.enginekit import FAST, engine, execute, until, workflow
 from tideflow.engine import control
 from tideflow.engine.ports import Batch, utcnow
-from tideflow.errors import InvalidTransitionError
+from tideflow.errors import InvalidTransitionError, StorageError
 from tideflow.model import DesiredState, RunPhase, TaskPhase
+from tideflow.storage.database import create_engine_for
 from tideflow.storage.store import SqlStore
 
 T = "tests.integration.tasks"
@@ -171,3 +172,47 @@ async def test_an_engine_that_lost_its_lease_stops_touching_the_run(store: SqlSt
     assert record.owner == "engine-b"
     # Engine A wrote nothing after losing the run: the task is still Running attempt 1.
     assert phases(store, run.id)["slow"] is TaskPhase.RUNNING
+
+
+class FlakyStore(SqlStore):
+    """A real store whose Nth commit fails as if the database connection dropped."""
+
+    def __init__(self, url: str, fail_on: int) -> None:
+        super().__init__(create_engine_for(url))
+        self.commits = 0
+        self.fail_on = fail_on
+
+    def commit(self, batch: Batch) -> set[int]:
+        self.commits += 1
+        if self.commits == self.fail_on:
+            raise StorageError("connection to the database was lost")
+        return super().commit(batch)
+
+
+@pytest.mark.parametrize("fail_on", [1, 2, 3])
+async def test_a_failed_group_commit_is_recovered_from_the_database(
+    database_url: str, fail_on: int
+) -> None:
+    store = FlakyStore(database_url, fail_on)
+    wf = workflow(
+        {"name": "a", "function": f"{T}:add", "args": {"a": 1, "b": 1}},
+        {
+            "name": "b",
+            "function": f"{T}:add",
+            "dependsOn": ["a"],
+            "args": {"a": "{{ tasks['a'].output }}", "b": 1},
+        },
+        {
+            "name": "c",
+            "function": f"{T}:add",
+            "dependsOn": ["b"],
+            "args": {"a": "{{ tasks['b'].output }}", "b": 1},
+        },
+    )
+    try:
+        run, tasks = await execute(store, wf)
+    finally:
+        store.close()
+    assert store.commits > fail_on
+    assert run.phase is RunPhase.SUCCEEDED
+    assert [tasks[n].output for n in "abc"] == [2, 3, 4]

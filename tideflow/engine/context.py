@@ -8,21 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tideflow.engine.execution import Spawn
+from tideflow.functions import reference_of
 
 logger = logging.getLogger("tideflow.task")
-
-
-def function_ref(function: str | Callable[..., Any]) -> str:
-    """``module:qualname`` of a module-level callable (a ``module:attr`` string passes through)."""
-    if isinstance(function, str):
-        return function
-    qualname = getattr(function, "__qualname__", "")
-    module = getattr(function, "__module__", None)
-    if not module or not qualname or "<" in qualname:
-        raise ValueError(
-            f"cannot reference {function!r}: spawn a module-level function or pass 'module:attr'"
-        )
-    return f"{module}:{qualname}"
 
 
 @dataclass
@@ -55,5 +43,6 @@ class TaskContext:
         they all have, and its output is the list of their outputs in index
         order, exactly as with ``forEach``.
         """
-        self.spawned.append(Spawn(function_ref(function), dict(args)))
+        ref = function if isinstance(function, str) else reference_of(function)
+        self.spawned.append(Spawn(ref, dict(args)))
         return len(self.spawned) - 1

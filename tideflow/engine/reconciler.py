@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from tideflow.engine.execution import Attempt, Executor, Outcome
 from tideflow.engine.ports import Batch, RunRecord, Store, utcnow
 from tideflow.engine.runstate import RunState
+from tideflow.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Engine:
         self._next_poll = self.clock()
         self._next_renew = self.clock()
         self._wanted: set[int] = set()
+        #: Runs we still own in the database but dropped from memory (failed commit).
+        self._reclaim: set[int] = set()
         self.serving = False
 
     # -- public entry points ------------------------------------------------------
@@ -180,17 +183,39 @@ class Engine:
     async def _tick(self, stop: asyncio.Event | None = None) -> None:
         await self._wait(stop)
         now = self.clock()
-        if now >= self._next_poll:
-            await self._poll(now)
-            now = self.clock()
-        if now >= self._next_renew:
-            await self._renew(now)
+        try:
+            if now >= self._next_poll:
+                await self._poll(now)
+                now = self.clock()
+            if now >= self._next_renew:
+                await self._renew(now)
+        except StorageError as exc:
+            # Nothing was changed in memory: the next poll simply tries again.
+            logger.error("database unavailable: %s", exc, extra={"action": "poll"})
         self._collect(now)
         self._fire_timers(now)
         self._enforce_deadlines(now)
         to_start = self._dispatch(now)
-        await self._commit(now)
+        try:
+            await self._commit(now)
+        except StorageError as exc:
+            self._abandon(exc)
+            await asyncio.sleep(self.settings.poll_seconds)
+            return
         self._after_commit(to_start, now)
+
+    def _abandon(self, exc: StorageError) -> None:
+        """The tick's transaction failed, so the database still holds the state before
+        it: drop the in-memory state of every run (its attempts are cancelled and will
+        run again as new attempts) and adopt the runs afresh from the database."""
+        logger.error(
+            "database unavailable, re-adopting %d run(s): %s",
+            len(self.runs),
+            exc,
+            extra={"action": "commit"},
+        )
+        self._reclaim.update(self.runs)
+        self._lose(set(self.runs), quiet=True)
 
     async def _poll(self, now: datetime) -> None:
         """Learn desired-state changes of owned runs, and claim runs to drive."""
@@ -209,8 +234,9 @@ class Engine:
                     run.apply_desired(desired, generation, self.clock())
         until = now + timedelta(seconds=self.settings.lease_seconds)
         claimed: list[RunRecord] = []
-        for run_id in self._wanted - set(self.runs):
+        for run_id in (self._wanted | self._reclaim) - set(self.runs):
             record = await self._call(self.store.claim_run, run_id, self.owner, now, until)
+            self._reclaim.discard(run_id)
             if record is not None:
                 claimed.append(record)
         if self.serving:
@@ -236,22 +262,24 @@ class Engine:
         kept = await self._call(self.store.renew_leases, self.owner, list(self.runs), until)
         self._lose(set(self.runs) - kept)
 
-    def _lose(self, run_ids: set[int]) -> None:
+    def _lose(self, run_ids: set[int], *, quiet: bool = False) -> None:
         """Another engine owns these runs now: stop touching them at once."""
         for run_id in run_ids:
             run = self.runs.pop(run_id, None)
             if run is None:
                 continue
-            logger.warning(
-                "run %s: lease lost; abandoning it to its new owner",
-                run.record.name,
-                extra={"action": "lease-lost", "run": run.record.name},
-            )
+            if not quiet:
+                logger.warning(
+                    "run %s: lease lost; abandoning it to its new owner",
+                    run.record.name,
+                    extra={"action": "lease-lost", "run": run.record.name},
+                )
             for name in list(run.running):
                 task = self._attempts.pop((run_id, name), None)
                 if task is not None:
                     self._cancel(task)
                     self._release_slot(run, name)
+            self._run_use.pop(run_id, None)
 
     def _collect(self, now: datetime) -> None:
         done, self._done = self._done, []

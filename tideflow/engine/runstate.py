@@ -15,8 +15,7 @@ consequences (attempts started, events emitted) happen.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,6 +88,7 @@ class RunState:
         self.to_cancel: list[str] = []
         self.events: list[tuple[str, str | None]] = []
         self.seen_generation = record.generation
+        self._counts: Counter[TaskPhase] = Counter()
         self._adopt(tasks, now)
 
     # -- loading ----------------------------------------------------------------
@@ -97,6 +97,7 @@ class RunState:
         """Rebuild counters from persisted instances; close attempts lost with a dead engine."""
         for task in tasks:
             self.instances[task.name] = task
+            self._counts[task.phase] += 1
             if task.index is not None:
                 self.children.setdefault(task.task, []).append(task)
         for kids in self.children.values():
@@ -166,6 +167,8 @@ class RunState:
     def _set(self, task: TaskRecord, phase: TaskPhase) -> None:
         if not can_transition(task.phase, phase):
             raise AssertionError(f"{task.name}: invalid transition {task.phase} -> {phase}")
+        self._counts[task.phase] -= 1
+        self._counts[phase] += 1
         task.phase = phase
         self.dirty[task.name] = task
 
@@ -200,16 +203,23 @@ class RunState:
 
     def _decide(self, name: str, now: datetime) -> None:
         """All upstream tasks of ``name`` finished: run it, skip it, or fail it."""
+        task = self._verdict(name, now)
+        if task is not None:
+            self._finished(task, now)
+
+    def _verdict(self, name: str, now: datetime) -> TaskRecord | None:
+        """Apply the trigger rule of ``name``: queue it, or finish it (returned) as
+        Skipped or UpstreamFailed without running it."""
         spec = self.specs[name]
         upstream = (self.instances[u].phase for u in self.graph.upstream[name])
         verdict = readiness(spec.trigger_rule, upstream)
         if verdict is Readiness.RUN:
             self.ready.append(name)
-            return
+            return None
         task = self.instances[name]
         self._set(task, P.SKIPPED if verdict is Readiness.SKIP else P.UPSTREAM_FAILED)
         task.finished_at = now
-        self._finished(task, now)
+        return task
 
     def _finished(self, first: TaskRecord, now: datetime) -> None:
         """Propagate the end of ``first`` to its parent or its successors (iteratively)."""
@@ -227,22 +237,10 @@ class RunState:
                 continue
             for successor in self.graph.downstream[task.name]:
                 self.remaining[successor] -= 1
-                if self.remaining[successor] == 0:
-                    verdict_task = self.instances[successor]
-                    if verdict_task.phase is not P.PENDING:
-                        continue
-                    spec = self.specs[successor]
-                    upstream = (self.instances[u].phase for u in self.graph.upstream[successor])
-                    verdict = readiness(spec.trigger_rule, upstream)
-                    if verdict is Readiness.RUN:
-                        self.ready.append(successor)
-                    else:
-                        self._set(
-                            verdict_task,
-                            P.SKIPPED if verdict is Readiness.SKIP else P.UPSTREAM_FAILED,
-                        )
-                        verdict_task.finished_at = now
-                        stack.append(verdict_task)
+                if self.remaining[successor] == 0 and self.instances[successor].phase is P.PENDING:
+                    skipped = self._verdict(successor, now)
+                    if skipped is not None:
+                        stack.append(skipped)
         if self.unfinished == 0 and not self.finished:
             self._complete(now)
 
@@ -316,6 +314,7 @@ class RunState:
             )
             kids.append(kid)
             self.instances[kid.name] = kid
+            self._counts[P.PENDING] += 1
             self.ready.append(kid.name)
         self.children[parent.name] = kids
         self.inserts.extend(kids)
@@ -473,11 +472,5 @@ class RunState:
         return self.record.started_at + timedelta(seconds=timeout)
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for task in self.instances.values():
-            counts[task.phase.value] = counts.get(task.phase.value, 0) + 1
-        return counts
-
-    def ready_tasks(self) -> Iterator[TaskRecord]:
-        for name in self.ready:
-            yield self.instances[name]
+        """Task instances per phase (kept up to date by every transition)."""
+        return {phase.value: n for phase, n in self._counts.items() if n}
