@@ -216,3 +216,23 @@ async def test_a_failed_group_commit_is_recovered_from_the_database(
     assert store.commits > fail_on
     assert run.phase is RunPhase.SUCCEEDED
     assert [tasks[n].output for n in "abc"] == [2, 3, 4]
+
+
+async def test_a_retried_run_gives_each_task_its_full_retry_limit_again(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    wf = workflow(
+        {
+            "name": "flaky",
+            "function": f"{T}:flaky",
+            "args": {"marker": str(tmp_path / "m"), "fail_times": 3},
+            "retry": {"limit": 1, "backoff": {"seconds": 0.01}},
+        }
+    )
+    first, tasks = await execute(store, wf)
+    assert (first.phase, tasks["flaky"].attempt) == (RunPhase.FAILED, 2)
+    control.request(store, "default", first.name, "retry")
+    final = await engine(store).drive(first.id)
+    (task,) = store.list_tasks(first.id)
+    assert final.phase is RunPhase.SUCCEEDED
+    assert (task.attempt, task.output) == (4, 4)  # attempt 3 failed and was retried once

@@ -118,6 +118,7 @@ def retry_resets(workflow: Workflow, tasks: list[TaskRecord]) -> list[TaskRecord
 
     def clear(task: TaskRecord, phase: TaskPhase) -> None:
         task.phase = phase
+        task.attempt_base = task.attempt  # a retried run gives each task its full retries
         task.error = None
         task.finished_at = None
         task.not_before = None

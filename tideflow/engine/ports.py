@@ -83,6 +83,8 @@ class TaskRecord:
     #: spawned at run time ``{"function": ..., "args": ...}``. JSON; stored so a
     #: resumed run never has to re-derive it.
     item: Any = None
+    #: Attempts made before the last retry of the run; retry limits count from here.
+    attempt_base: int = 0
 
 
 @dataclass(slots=True)

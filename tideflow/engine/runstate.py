@@ -411,7 +411,7 @@ class RunState:
             return
         error = outcome.error or "failed"
         policy = self.specs[task.task].retry or self.record.workflow.spec.retry or _NO_RETRY
-        if outcome.retryable and task.attempt <= policy.limit:
+        if outcome.retryable and task.attempt - task.attempt_base <= policy.limit:
             delay = (
                 outcome.retry_delay
                 if outcome.retry_delay is not None

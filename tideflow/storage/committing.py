@@ -36,6 +36,7 @@ UPDATE_TASK = (
         started_at=bindparam("b_started_at", type_=UtcDateTime()),
         finished_at=bindparam("b_finished_at", type_=UtcDateTime()),
         not_before=bindparam("b_not_before", type_=UtcDateTime()),
+        attempt_base=bindparam("b_attempt_base"),
     )
 )
 

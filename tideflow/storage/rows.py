@@ -119,6 +119,7 @@ def task_state(task: TaskRecord) -> dict[str, Any]:
         "started_at": task.started_at,
         "finished_at": task.finished_at,
         "not_before": task.not_before,
+        "attempt_base": task.attempt_base,
     }
 
 
@@ -136,6 +137,7 @@ def task_from_row(row: RowMapping) -> TaskRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         not_before=row["not_before"],
+        attempt_base=row["attempt_base"],
     )
 
 

@@ -151,6 +151,7 @@ task_instances = Table(
     Column("started_at", UtcDateTime, nullable=True),
     Column("finished_at", UtcDateTime, nullable=True),
     Column("not_before", UtcDateTime, nullable=True),
+    Column("attempt_base", Integer, nullable=False, server_default="0"),
     Index(None, "run_id", "seq"),
     **MYSQL_TABLE_OPTIONS,
 )

@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("started_at", _datetime(), nullable=True),
         sa.Column("finished_at", _datetime(), nullable=True),
         sa.Column("not_before", _datetime(), nullable=True),
+        sa.Column("attempt_base", sa.Integer(), nullable=False, server_default="0"),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name="fk_task_instances_run_id_runs", ondelete="CASCADE"
         ),
