@@ -14,6 +14,7 @@ repeated in one mapping is an error rather than silently overwritten.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import types
@@ -89,25 +90,31 @@ def load_path(path: Path | str) -> list[tuple[str, Manifest]]:
     Raises:
         ValidationError: every problem of every file and document.
     """
-    manifests, problems = read_path(path)
+    manifests, problems, _ = read_path(path)
     if problems:
         raise ValidationError(problems)
     return manifests
 
 
-def read_path(path: Path | str) -> tuple[list[tuple[str, Manifest]], list[Problem]]:
-    """Like :func:`load_path`, but returns the manifests that did parse beside the
-    problems, so later checks can report on them too (all problems at once)."""
+def read_path(
+    path: Path | str,
+) -> tuple[list[tuple[str, Manifest]], list[Problem], list[tuple[str, Manifest]]]:
+    """Like :func:`load_path`, but returns instead of raising: the manifests that
+    parsed, every problem, and *salvaged* manifests — documents that failed the
+    schema only in fields that can be dropped, parsed without them. Salvaged
+    manifests are good for nothing but further checks, so that one run of
+    ``validate`` reports a document's schema and semantic problems together."""
     root = Path(path)
     if root.is_dir():
         files = sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
         if not files:
-            return [], [Problem("", "no *.yaml or *.yml files found", _label(root))]
+            return [], [Problem("", "no *.yaml or *.yml files found", _label(root))], []
     elif root.is_file():
         files = [root]
     else:
-        return [], [Problem("", "no such file or directory", _label(root))]
+        return [], [Problem("", "no such file or directory", _label(root))], []
     manifests: list[tuple[str, Manifest]] = []
+    salvaged: list[tuple[str, Manifest]] = []
     problems: list[Problem] = []
     for file in files:
         try:
@@ -115,10 +122,11 @@ def read_path(path: Path | str) -> tuple[list[tuple[str, Manifest]], list[Proble
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem("", f"cannot read file: {exc}", _label(file)))
             continue
-        found, errors = _load(text, _label(file))
+        found, errors, partial = _load(text, _label(file))
         manifests.extend(found)
         problems.extend(errors)
-    return manifests, problems
+        salvaged.extend(partial)
+    return manifests, problems, salvaged
 
 
 def _label(path: Path) -> str:
@@ -135,7 +143,7 @@ def load_text(text: str, source: str) -> list[Manifest]:
     Raises:
         ValidationError: every problem of every document.
     """
-    found, problems = _load(text, source)
+    found, problems, _ = _load(text, source)
     if problems:
         raise ValidationError(problems)
     return [manifest for _, manifest in found]
@@ -188,7 +196,9 @@ def problems_from_pydantic(
 # --------------------------------------------------------------------------- internals
 
 
-def _load(text: str, source: str) -> tuple[list[tuple[str, Manifest]], list[Problem]]:
+def _load(
+    text: str, source: str
+) -> tuple[list[tuple[str, Manifest]], list[Problem], list[tuple[str, Manifest]]]:
     docs: list[Any] = []
     problems: list[Problem] = []
     try:
@@ -205,13 +215,64 @@ def _load(text: str, source: str) -> tuple[list[tuple[str, Manifest]], list[Prob
     if not present and not problems:
         problems.append(Problem("", "file is empty: no manifest found", source))
     manifests: list[tuple[str, Manifest]] = []
+    salvaged: list[tuple[str, Manifest]] = []
     for i, doc in present:
         label = source if len(present) == 1 and not problems else f"{source}[{i}]"
         manifest, errors = _parse(doc, label)
         problems.extend(errors)
         if manifest is not None:
             manifests.append((label, manifest))
-    return manifests, problems
+        elif (partial := _salvage(doc, label)) is not None:
+            salvaged.append((label, partial))
+    return manifests, problems, salvaged
+
+
+def _salvage(doc: Any, source: str) -> Manifest | None:
+    """Parse ``doc`` once more without the fields the schema refused, if that is
+    possible without inventing anything that later checks would trip over: an
+    invalid ``metadata.name`` is replaced, other refused fields are dropped when
+    they are optional; anything else (a refused task name, a missing required
+    field, a bad list item) gives up."""
+    if not isinstance(doc, dict) or doc.get("kind") not in _KINDS:
+        return None
+    model = _KINDS[str(doc["kind"])]
+    data = copy.deepcopy(doc)
+    for _ in range(3):  # dropping one field may reveal another error under it
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            for detail in exc.errors(include_url=False):
+                if not _drop(data, detail["loc"], detail["type"], source):
+                    return None
+    return None
+
+
+def _drop(data: dict[str, Any], loc: tuple[int | str, ...], kind: str, source: str) -> bool:
+    """Remove (or, for ``metadata.name``, replace) the field at ``loc``; False if unsafe."""
+    if kind == "missing" or not loc:
+        return False
+    # A model-level error (e.g. "exactly one of function, command") has no field to drop.
+    path = [
+        part
+        for part in loc
+        if not (isinstance(part, str) and part.startswith(("function-", "model")))
+    ]
+    parent: Any = data
+    for part in path[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = path[-1]
+    if not isinstance(parent, dict) or not isinstance(last, str) or last not in parent:
+        return False
+    if path == ["metadata", "name"]:
+        parent[last] = f"invalid-name-{abs(hash(source)) % 10**8}"
+        return True
+    if last == "name":
+        return False  # a task's name: dependents would report it as unknown
+    del parent[last]
+    return True
 
 
 def _parse(doc: Any, source: str) -> tuple[Manifest | None, list[Problem]]:

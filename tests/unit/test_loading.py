@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tideflow.errors import Problem, ValidationError
-from tideflow.loading import dump_yaml, load_path, load_text, parse_manifest
+from tideflow.loading import dump_yaml, load_path, load_text, parse_manifest, read_path
 from tideflow.model import Workflow, WorkflowRun
+from tideflow.validation import validate_workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -206,3 +207,40 @@ def test_parse_manifest_takes_an_already_parsed_document() -> None:
     assert caught.value.problems == [Problem("spec.params", "must be a mapping", "request")]
     del doc["spec"]["params"]  # type: ignore[attr-defined]
     assert isinstance(parse_manifest(doc, "request"), WorkflowRun)
+
+
+def test_a_document_failing_the_schema_is_still_checked_for_semantic_problems(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "daily.yaml").write_text(
+        "apiVersion: tideflow.dev/v1alpha1\n"
+        "kind: Workflow\n"
+        "metadata: {name: Daily_Bars}\n"
+        "spec:\n"
+        "  tasks:\n"
+        "    - {name: a, command: [echo], timeoutSeconds: 0, dependOn: [b]}\n"
+        "    - {name: b, command: [echo], dependsOn: [c]}\n"
+    )
+    manifests, problems, salvaged = read_path(tmp_path)
+    assert manifests == []
+    assert [p.path for p in problems] == [
+        "metadata.name",
+        "spec.tasks[0].timeoutSeconds",
+        "spec.tasks[0].dependOn",
+    ]
+    ((source, partial),) = salvaged
+    assert source.endswith("daily.yaml")
+    assert isinstance(partial, Workflow)
+    semantic = validate_workflow(partial, source, resolve_functions=False)
+    assert [(p.path, p.message) for p in semantic] == [
+        ("spec.tasks[1].dependsOn[0]", 'unknown task "c"')
+    ]
+
+
+def test_a_refused_task_name_is_not_salvaged(tmp_path: Path) -> None:
+    (tmp_path / "daily.yaml").write_text(
+        "apiVersion: tideflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: d}\n"
+        "spec:\n  tasks:\n    - {name: Bad_Name, command: [echo]}\n"
+    )
+    _, problems, salvaged = read_path(tmp_path)
+    assert [p.path for p in problems] == ["spec.tasks[0].name"] and salvaged == []

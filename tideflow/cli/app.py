@@ -99,15 +99,18 @@ def _load(paths: list[Path]) -> list[tuple[str, Manifest]]:
     """Read and check manifests; raise with every problem of every file at once."""
     problems: list[Problem] = []
     manifests: list[tuple[str, Manifest]] = []
+    salvaged: list[tuple[str, Manifest]] = []
     for path in paths:
-        found, errors = read_path(path)
+        found, errors, partial = read_path(path)
         manifests += found
         problems += errors
+        salvaged += partial
     try:
-        check(manifests)
+        check(manifests + salvaged)
     except ValidationError as exc:
         problems += exc.problems
     if problems:
+        problems.sort(key=lambda problem: problem.source)  # stable: file by file
         raise ValidationError(problems)
     return manifests
 
