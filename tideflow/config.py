@@ -59,6 +59,9 @@ class EngineConfig(BaseModel):
     poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often control requests and new runs are polled."
     )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, description="On SIGTERM, how long running attempts may finish."
+    )
 
 
 class Settings(BaseSettings):
@@ -108,6 +111,7 @@ class Settings(BaseSettings):
             pools=dict(self.pools),
             lease_seconds=self.engine.lease_seconds,
             poll_seconds=self.engine.poll_seconds,
+            shutdown_grace_seconds=self.engine.shutdown_grace_seconds,
         )
 
 

@@ -153,3 +153,34 @@ def test_two_engines_on_one_database_never_run_an_attempt_twice(
             assert all(t.attempt == 1 for t in store.list_tasks(run.id))
     finally:
         store.close()
+
+
+def test_sigterm_drains_running_tasks_and_hands_the_run_over(
+    database_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    manifest = _manifest(tmp_path, ledger, seconds=0.5)
+    assert tideflow("run", "-f", str(manifest), db=database_url, cwd=tmp_path).code == 0
+    store = SqlStore.from_url(database_url)
+    try:
+        first = spawn("server", db=database_url, cwd=tmp_path, **FAST)
+        _wait(lambda: len(_ledger(ledger)) >= WIDTH + 2)  # the second layer is in flight
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        (run,) = store.list_runs()
+        # Running attempts were allowed to finish; nothing is left Running, nobody owns the run.
+        assert TaskPhase.RUNNING not in {t.phase for t in store.list_tasks(run.id)}
+        assert store.get_run_by_id(run.id).owner is None
+
+        second = spawn("server", db=database_url, cwd=tmp_path, **FAST)
+        try:
+            _wait(lambda: _finished_run(store), timeout=90)
+        finally:
+            stop(second)
+        assert store.get_run_by_id(run.id).phase is RunPhase.SUCCEEDED
+        # Every task ran exactly once: the hand-over re-ran nothing.
+        assert sorted(_ledger(ledger)) == sorted(
+            (f"l{layer}-t{i}", 1) for layer in range(LAYERS) for i in range(WIDTH)
+        )
+    finally:
+        store.close()

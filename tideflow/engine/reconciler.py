@@ -52,6 +52,8 @@ class EngineSettings:
     poll_seconds: float = 1.0
     #: Runs claimed per poll (server mode).
     claim_batch: int = 16
+    #: On shutdown, how long running attempts may take to finish before they are cancelled.
+    shutdown_grace_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class Engine:
         #: Runs we still own in the database but dropped from memory (failed commit).
         self._reclaim: set[int] = set()
         self.serving = False
+        self._draining = False
 
     # -- public entry points ------------------------------------------------------
 
@@ -126,11 +129,25 @@ class Engine:
             await self.shutdown()
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Claim and drive every unfinished run until ``stop`` is set."""
+        """Claim and drive every unfinished run until ``stop`` is set, then drain.
+
+        Draining starts nothing new and lets running attempts finish (their
+        outcomes are committed) for up to ``shutdown_grace_seconds``; what is
+        still running then is cancelled and re-run by the next owner.
+        """
         self.serving = True
         try:
             while not stop.is_set():
                 await self._tick(stop)
+            self.serving = False
+            self._draining = True
+            grace = self.clock() + timedelta(seconds=self.settings.shutdown_grace_seconds)
+            if self._attempts:
+                logger.info(
+                    "draining %d running attempt(s)", len(self._attempts), extra={"action": "drain"}
+                )
+            while self._attempts and self.clock() < grace:
+                await self._tick()
         finally:
             self.serving = False
             await self.shutdown()
@@ -320,6 +337,8 @@ class Engine:
 
     def _dispatch(self, now: datetime) -> list[Attempt]:
         to_start: list[Attempt] = []
+        if self._draining:
+            return to_start
         for run in self.runs.values():
             if not run.dispatching or not run.ready:
                 continue
