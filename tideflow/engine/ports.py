@@ -124,6 +124,8 @@ class Batch:
     logs: list[LogRecord] = field(default_factory=list)
     #: Runs to give up (finished, or the engine is shutting down): owner and lease cleared.
     release: list[int] = field(default_factory=list)
+    #: Pool slots (run id, task instance) whose attempts ended.
+    slot_releases: list[tuple[int, str]] = field(default_factory=list)
 
     def run_ids(self) -> set[int]:
         ids = {u.run_id for u in self.run_updates}
@@ -135,7 +137,12 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.run_updates or self.task_inserts or self.task_updates or self.logs or self.release
+            self.run_updates
+            or self.task_inserts
+            or self.task_updates
+            or self.logs
+            or self.release
+            or self.slot_releases
         )
 
 
@@ -221,3 +228,11 @@ class Store(Protocol):
 
     def release(self, owner: str, run_ids: Sequence[int]) -> None:
         """Give up ownership of runs (engine shutdown)."""
+
+    def acquire_slots(
+        self, owner: str, pool: str, capacity: int, wanted: Sequence[tuple[int, str]], now: datetime
+    ) -> list[tuple[int, str]]:
+        """Take slots of ``pool`` (shared by every engine on the database) for the
+        (run id, task instance) pairs in ``wanted``, in order, while fewer than
+        ``capacity`` are held; returns those granted. A holding counts while its
+        owner owns the run; claiming a run drops its holdings."""

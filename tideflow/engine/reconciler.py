@@ -98,7 +98,14 @@ class Engine:
         self._wake = asyncio.Event()
         self._timers: list[tuple[datetime, int, str]] = []
         self._in_use = 0
+        #: Pool slots held by this engine's attempts, per pool.
         self._pool_use: dict[str, int] = {}
+        #: Pool slots to ask the database for this tick, granted ones not yet started,
+        #: slots to give back in the next commit, and when to ask again after a refusal.
+        self._wants: dict[str, list[tuple[int, str]]] = {}
+        self._granted: set[tuple[int, str]] = set()
+        self._slot_releases: list[tuple[int, str]] = []
+        self._pool_retry_at: dict[str, datetime] = {}
         self._run_use: dict[int, int] = {}
         self._next_poll = self.clock()
         self._next_renew = self.clock()
@@ -212,7 +219,11 @@ class Engine:
         self._collect(now)
         self._fire_timers(now)
         self._enforce_deadlines(now)
-        to_start = self._dispatch(now)
+        to_start = self._dispatch(now, request=True)
+        if self._wants:
+            await self._acquire(now)
+            to_start += self._dispatch(now, request=False)
+            self._return_unused_grants()
         try:
             await self._commit(now)
         except StorageError as exc:
@@ -335,7 +346,10 @@ class Engine:
                 timeout = run.record.workflow.spec.timeout_seconds
                 run.stop(now, f"the run exceeded its timeout of {timeout:g}s")
 
-    def _dispatch(self, now: datetime) -> list[Attempt]:
+    def _dispatch(self, now: datetime, *, request: bool) -> list[Attempt]:
+        """Start what is ready, within slots, parallelism and pools. A pooled task
+        starts only with a slot granted by the database; with ``request`` the
+        slots it lacks are noted in ``_wants`` for :meth:`_acquire`."""
         to_start: list[Attempt] = []
         if self._draining:
             return to_start
@@ -359,11 +373,17 @@ class Engine:
                 ):
                     run.ready.appendleft(name)
                     break
-                if pool is not None and self._pool_use.get(pool, 0) >= self._pool_capacity(pool):
+                key = (run.id, name)
+                if pool is not None and key not in self._granted:
+                    if request:
+                        self._want(pool, key, now)
                     blocked.append(name)
                     continue
+                self._granted.discard(key)
                 attempt = run.start(task, now)
                 if attempt is None:
+                    if pool is not None:
+                        self._slot_releases.append(key)
                     continue
                 self._in_use += 1
                 self._run_use[run.id] = self._run_use.get(run.id, 0) + 1
@@ -372,6 +392,38 @@ class Engine:
                 to_start.append(attempt)
             run.ready.extendleft(reversed(blocked))
         return to_start
+
+    def _want(self, pool: str, key: tuple[int, str], now: datetime) -> None:
+        wants = self._wants.setdefault(pool, [])
+        retry_at = self._pool_retry_at.get(pool)
+        if retry_at is not None and now < retry_at:
+            return  # the pool was full a moment ago: ask again later, not every tick
+        if self._pool_use.get(pool, 0) + len(wants) < self._pool_capacity(pool):
+            wants.append(key)
+
+    async def _acquire(self, now: datetime) -> None:
+        wants, self._wants = self._wants, {}
+        for pool, keys in wants.items():
+            if not keys:
+                continue
+            try:
+                granted = await self._call(
+                    self.store.acquire_slots, self.owner, pool, self._pool_capacity(pool), keys, now
+                )
+            except StorageError as exc:
+                logger.error(
+                    "cannot take slots of pool %s: %s", pool, exc, extra={"action": "acquire"}
+                )
+                granted = []
+            self._granted.update(granted)
+            if len(granted) < len(keys):
+                self._pool_retry_at[pool] = now + timedelta(seconds=self.settings.poll_seconds)
+
+    def _return_unused_grants(self) -> None:
+        """Slots granted to tasks that did not start after all (their run paused,
+        the engine's slots ran out) go back at the next commit."""
+        self._slot_releases.extend(self._granted)
+        self._granted.clear()
 
     def _pool_capacity(self, pool: str) -> int:
         # An undeclared pool gets one slot: safe for the rate-limited APIs pools exist for.
@@ -384,9 +436,12 @@ class Engine:
         pool = run.specs[task.task].pool if task is not None else None
         if pool is not None:
             self._pool_use[pool] = self._pool_use.get(pool, 1) - 1
+            self._slot_releases.append((run.id, name))
+            self._pool_retry_at.pop(pool, None)  # a slot is free: worth asking again
 
     async def _commit(self, now: datetime) -> None:
         batch = Batch(self.owner, now + timedelta(seconds=self.settings.lease_seconds))
+        batch.slot_releases, self._slot_releases = self._slot_releases, []
         for run in self.runs.values():
             runs, inserts, updates, logs = run.take_writes()
             batch.run_updates += runs

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from tideflow.engine.ports import Batch, RunUpdate, TaskRecord
 from tideflow.model import RunPhase
-from tideflow.storage import rows
+from tideflow.storage import pooling, rows
 from tideflow.storage.tables import UtcDateTime, runs, task_instances, task_logs
 
 #: Rewrites the mutable columns of one task instance; run with a list of parameter sets.
@@ -114,6 +114,8 @@ def apply(connection: Connection, prepared: PreparedBatch) -> set[int]:
         connection.execute(UPDATE_RUN, params)
     if params := kept(prepared.logs):
         connection.execute(insert(task_logs), params)
+    if batch.slot_releases:
+        pooling.release(connection, batch.owner, batch.slot_releases)
     if released := sorted(set(batch.release) - lost):
         connection.execute(
             update(runs)

@@ -51,7 +51,7 @@ from tideflow.errors import (
     ValidationError,
 )
 from tideflow.model import FINISHED_RUN_PHASES, DesiredState, RunPhase, Workflow, to_document
-from tideflow.storage import committing, rows
+from tideflow.storage import committing, pooling, rows
 from tideflow.storage.database import (
     connecting_errors,
     create_engine_for,
@@ -327,6 +327,7 @@ class SqlStore:
             )
             if result.rowcount != 1:
                 return None
+            pooling.forget_run(connection, run_id)
             row = connection.execute(select(runs).where(runs.c.id == run_id)).one()
             return rows.run_from_row(row._mapping)
 
@@ -358,6 +359,8 @@ class SqlStore:
             ]
             if not claimed:
                 return []
+            for run_id in claimed:
+                pooling.forget_run(connection, run_id)
             found = connection.execute(
                 select(runs).where(runs.c.id.in_(claimed)).order_by(runs.c.id)
             ).all()
@@ -395,6 +398,17 @@ class SqlStore:
         # Encoded before the transaction opens: a bad output fails fast, holding no locks.
         prepared = committing.prepare(batch)
         return self._transaction("commit", lambda c: committing.apply(c, prepared))
+
+    def acquire_slots(
+        self, owner: str, pool: str, capacity: int, wanted: Sequence[tuple[int, str]], now: datetime
+    ) -> list[tuple[int, str]]:
+        if not wanted:
+            return []
+        self._transaction("create pool", lambda c: pooling.ensure_pool(c, pool))
+        return self._transaction(
+            "acquire pool slots",
+            lambda c: pooling.acquire(c, owner, pool, capacity, wanted, now),
+        )
 
     def release(self, owner: str, run_ids: Sequence[int]) -> None:
         def work(connection: Connection) -> None:

@@ -169,3 +169,25 @@ task_logs = Table(
     Index(None, "run_id", "task"),
     **MYSQL_TABLE_OPTIONS,
 )
+
+#: One row per pool: locked while its slots are counted and taken.
+pools = Table(
+    "pools",
+    metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+#: A slot held by an attempt. It counts only while ``owner`` still owns the run,
+#: so the slots of an engine that died are free once another engine claims its runs.
+pool_slots = Table(
+    "pool_slots",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("task", String(NAME_LENGTH), primary_key=True),
+    Column("pool", String(NAME_LENGTH), nullable=False),
+    Column("owner", String(NAME_LENGTH), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Index(None, "pool"),
+    **MYSQL_TABLE_OPTIONS,
+)
