@@ -120,6 +120,7 @@ def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
         status="True" if run.phase is RunPhase.SUCCEEDED else "False",
         reason=run.phase.value,
         message=run.message or f"{done}/{counts.total} tasks done",
+        last_transition_time=run.finished_at or run.started_at or run.created_at,
     )
     return WorkflowRun(
         metadata=ObjectMeta(name=run.name, namespace=run.namespace),
