@@ -92,11 +92,14 @@ class TemplateError(TideflowError):
     """A template could not be rendered (undefined name, sandbox violation, error inside)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskView:
-    """What a template sees as ``tasks['name']``: the finished task's output."""
+    """What a template sees as ``tasks['name']``: the task's output (and its phase
+    and attempt, when the engine renders)."""
 
     output: Any
+    phase: str | None = None
+    attempt: int | None = None
 
 
 def task_views(outputs: Mapping[str, Any]) -> dict[str, TaskView]:
