@@ -302,3 +302,19 @@ async def test_a_template_that_fails_to_render_fails_its_task(store: SqlStore) -
     run, tasks = await execute(store, wf)
     assert run.phase is RunPhase.FAILED
     assert "cannot render the task's inputs" in (tasks["a"].error or "")
+
+
+async def test_a_kubernetes_task_fails_clearly_on_the_local_engine(store: SqlStore) -> None:
+    wf = workflow(
+        {
+            "name": "factors",
+            "executor": "kubernetes",
+            "container": {"image": "ghcr.io/acme/factors:1.2"},
+        },
+    )
+    run, tasks = await execute(store, wf)
+    assert run.phase is RunPhase.FAILED
+    assert tasks["factors"].error == (
+        "executor 'kubernetes' is not available in this engine; only local tasks run here"
+    )
+    assert tasks["factors"].attempt == 1

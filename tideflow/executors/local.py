@@ -31,7 +31,7 @@ from tideflow.engine.execution import Attempt, Outcome, Spawn
 from tideflow.errors import PermanentError, TemporaryError
 from tideflow.executors import capture
 from tideflow.functions import accepts_context, is_async, resolve
-from tideflow.model import Isolation
+from tideflow.model import ExecutorKind, Isolation
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +117,17 @@ class LocalExecutor:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def execute(self, attempt: Attempt) -> Outcome:
+        if attempt.spec.executor is not ExecutorKind.LOCAL:
+            return Outcome(
+                "failed",
+                error=f"executor {attempt.spec.executor.value!r} is not available in this engine; "
+                "only local tasks run here",
+                retryable=False,
+            )
         if attempt.command is not None:
             return await self._run_command(attempt, attempt.command)
-        assert attempt.function is not None
+        if attempt.function is None:
+            return Outcome("failed", error="the task has nothing to run", retryable=False)
         try:
             fn = resolve(attempt.function)
         except Exception as exc:
