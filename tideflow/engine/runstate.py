@@ -463,5 +463,9 @@ class RunState:
         return self.record.started_at + timedelta(seconds=timeout)
 
     def counts(self) -> dict[str, int]:
-        """Task instances per phase (kept up to date by every transition)."""
-        return {phase.value: n for phase, n in self._counts.items() if n}
+        """Task instances that do work, per phase: a fanned-out task counts as its
+        sub-tasks (as in ``get run``). Kept up to date by every transition."""
+        counts = self._counts.copy()
+        for parent in self.children:
+            counts[self.instances[parent].phase] -= 1
+        return {phase.value: n for phase, n in counts.items() if n}
