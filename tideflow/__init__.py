@@ -23,6 +23,7 @@ def __getattr__(name: str) -> object:
         return getattr(client, name)
     raise AttributeError(f"module 'tideflow' has no attribute {name!r}")
 
+
 __all__ = [  # noqa: RUF022 - grouped: errors, models, client
     "Client",
     "connect",

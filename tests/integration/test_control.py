@@ -12,9 +12,11 @@ import pytest
 from tests.integration.enginekit import FAST, engine, execute, until, workflow
 from tideflow.engine import control
 from tideflow.engine.ports import Batch, utcnow
+from tideflow.engine.reconciler import EngineSettings
 from tideflow.errors import InvalidTransitionError, StorageError
 from tideflow.model import DesiredState, RunPhase, TaskPhase
 from tideflow.storage.database import create_engine_for
+from tideflow.storage.migrating import upgrade
 from tideflow.storage.store import SqlStore
 
 T = "tests.integration.tasks"
@@ -236,3 +238,41 @@ async def test_a_retried_run_gives_each_task_its_full_retry_limit_again(
     (task,) = store.list_tasks(first.id)
     assert final.phase is RunPhase.SUCCEEDED
     assert (task.attempt, task.output) == (4, 4)  # attempt 3 failed and was retried once
+
+
+@pytest.mark.postgresql
+async def test_postgresql_notifies_engines_of_control_requests_without_polling(
+    tmp_path: Path,
+) -> None:
+    """With polling every 60 s, only LISTEN/NOTIFY can deliver the pause in time."""
+    from tests.conftest import SERVERS, url_text
+
+    server = SERVERS["postgresql"]
+    server.check()
+    name = f"tf_notify_{os.getpid()}"
+    url = url_text(server.create(name))
+    try:
+        upgrade(url)
+        store = SqlStore.from_url(url)
+        slow = EngineSettings(poll_seconds=60, lease_seconds=300)
+        wf = workflow(
+            {"name": "first", "function": f"{T}:async_sleep", "args": {"seconds": 0.3}},
+            {
+                "name": "second",
+                "function": f"{T}:echo",
+                "dependsOn": ["first"],
+                "args": {"value": 2},
+            },
+        )
+        run = control.submit_run(store, wf)
+        driving = asyncio.create_task(engine(store, slow).drive(run.id))
+        await until(lambda: phases(store, run.id)["first"] is TaskPhase.RUNNING)
+        await asyncio.to_thread(control.request, store, "default", run.name, "pause")
+        await until(lambda: store.get_run_by_id(run.id).phase is RunPhase.PAUSED, timeout=10)
+        await asyncio.to_thread(control.request, store, "default", run.name, "terminate")
+        final = await asyncio.wait_for(driving, 10)
+        assert final.phase is RunPhase.TERMINATED
+        assert phases(store, run.id)["second"] is TaskPhase.TERMINATED  # never started
+        store.close()
+    finally:
+        server.drop(name)

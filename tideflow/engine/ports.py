@@ -14,7 +14,7 @@ Conventions for every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -228,6 +228,11 @@ class Store(Protocol):
 
     def release(self, owner: str, run_ids: Sequence[int]) -> None:
         """Give up ownership of runs (engine shutdown)."""
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``wake`` (from any thread) soon after a run is created or a control
+        request is written; returns the function that stops it, or None when the
+        database cannot notify (the engine then relies on polling alone)."""
 
     def acquire_slots(
         self, owner: str, pool: str, capacity: int, wanted: Sequence[tuple[int, str]], now: datetime

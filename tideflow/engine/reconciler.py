@@ -114,6 +114,7 @@ class Engine:
         self._reclaim: set[int] = set()
         self.serving = False
         self._draining = False
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- public entry points ------------------------------------------------------
 
@@ -124,6 +125,7 @@ class Engine:
         instead; its lease decides who executes, so the two cooperate.
         """
         self._wanted.add(run_id)
+        self._subscribe()
         try:
             while True:
                 await self._tick()
@@ -143,6 +145,7 @@ class Engine:
         still running then is cancelled and re-run by the next owner.
         """
         self.serving = True
+        self._subscribe()
         try:
             while not stop.is_set():
                 await self._tick(stop)
@@ -162,6 +165,9 @@ class Engine:
     async def shutdown(self) -> None:
         """Cancel attempts in flight and give the runs back. Their tasks stay Running
         in the database, so the next owner re-runs them as new attempts."""
+        if self._unsubscribe is not None:
+            await asyncio.to_thread(self._unsubscribe)
+            self._unsubscribe = None
         for task in self._attempts.values():
             task.cancel()
         # Wait for cancelled attempts too: their processes are being killed.
@@ -176,6 +182,19 @@ class Engine:
         self.executor.close()
 
     # -- the loop -----------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        """Poll at once when the database reports a new run or a control request."""
+        loop = asyncio.get_running_loop()
+
+        def notified() -> None:
+            self._next_poll = self.clock()
+            self._wake.set()
+
+        def wake() -> None:  # called from the listener's thread
+            loop.call_soon_threadsafe(notified)
+
+        self._unsubscribe = self.store.subscribe(wake)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)

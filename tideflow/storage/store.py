@@ -51,7 +51,7 @@ from tideflow.errors import (
     ValidationError,
 )
 from tideflow.model import FINISHED_RUN_PHASES, DesiredState, RunPhase, Workflow, to_document
-from tideflow.storage import committing, pooling, rows
+from tideflow.storage import committing, notifying, pooling, rows
 from tideflow.storage.database import (
     connecting_errors,
     create_engine_for,
@@ -227,6 +227,7 @@ class SqlStore:
                     insert(task_instances),
                     [rows.task_values(task, run_id, seq) for seq, task in enumerate(tasks)],
                 )
+            notifying.notify(connection)
             return run_id
 
         run_id = self._transaction("create run", work)
@@ -307,6 +308,7 @@ class SqlStore:
                 return False
             if resets:
                 connection.execute(committing.UPDATE_TASK, resets)
+            notifying.notify(connection)
             return True
 
         return self._transaction("request control", work)
@@ -409,6 +411,11 @@ class SqlStore:
             "acquire pool slots",
             lambda c: pooling.acquire(c, owner, pool, capacity, wanted, now),
         )
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        if not notifying.supported(self._engine):
+            return None
+        return notifying.Listener(self._engine, wake).close
 
     def release(self, owner: str, run_ids: Sequence[int]) -> None:
         def work(connection: Connection) -> None:
