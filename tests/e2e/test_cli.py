@@ -299,3 +299,32 @@ def test_the_database_comes_from_the_flag_the_environment_or_the_file(tmp_path: 
     (tmp_path / "tideflow.yaml").write_text(f"database: {{url: 'sqlite:///{file_db}'}}\n")
     assert tideflow("get", "runs", db="", cwd=tmp_path).code == 0
     assert file_db.exists()
+
+
+def test_run_wait_cooperates_with_a_server_on_the_same_database(
+    tmp_path: Path, db: str, flow: Path
+) -> None:
+    server = spawn("server", db=db, cwd=tmp_path)
+    try:
+        for i in range(3):
+            result = tideflow(
+                "run",
+                "-f",
+                str(flow),
+                "-p",
+                "tag=x",
+                "--name",
+                f"c-{i}",
+                "--wait",
+                db=db,
+                cwd=tmp_path,
+            )
+            assert result.code == 0, result.err
+            assert f"run c-{i} Succeeded" in result.out
+            tasks = json.loads(
+                tideflow("get", "tasks", f"c-{i}", "-o", "json", db=db, cwd=tmp_path).out
+            )
+            # Whichever engine executed it, every task ran once.
+            assert {t["attempt"] for t in tasks} == {1}
+    finally:
+        stop(server)

@@ -276,3 +276,19 @@ async def test_postgresql_notifies_engines_of_control_requests_without_polling(
         store.close()
     finally:
         server.drop(name)
+
+
+async def test_a_second_driver_follows_a_run_another_engine_owns(store: SqlStore) -> None:
+    wf = workflow(
+        *(
+            {"name": f"t{i}", "function": f"{T}:async_sleep", "args": {"seconds": 0.05}}
+            for i in range(5)
+        ),
+    )
+    run = control.submit_run(store, wf)
+    owner = asyncio.create_task(engine(store, owner="engine-a").drive(run.id))
+    await until(lambda: store.get_run_by_id(run.id).owner == "engine-a")
+    follower = engine(store, owner="engine-b")
+    followed = await asyncio.wait_for(follower.drive(run.id), 20)
+    assert (await owner).phase is followed.phase is RunPhase.SUCCEEDED
+    assert {t.attempt for t in store.list_tasks(run.id)} == {1}
