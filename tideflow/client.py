@@ -85,7 +85,7 @@ class Client:
         record = self.get(run)
         engine = Engine(
             self.store,
-            LocalExecutor(threads=self.settings.engine.threads),
+            LocalExecutor(threads=self.settings.executor_threads()),
             self.settings.engine_settings(),
         )
         return asyncio.run(engine.drive(record.id))

@@ -50,7 +50,12 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slots: int = Field(default=64, gt=0, description="Attempts one engine runs at once.")
-    threads: int = Field(default=32, gt=0, description="Threads for synchronous Python tasks.")
+    threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="Threads for synchronous Python tasks (default: as many as slots, so a "
+        "started thread task never waits for a thread while its timeout runs).",
+    )
     lease_seconds: float = Field(
         default=30.0,
         ge=3,
@@ -104,6 +109,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment variables override the file (passed in as init values).
         return env_settings, init_settings
+
+    def executor_threads(self) -> int:
+        return self.engine.threads or self.engine.slots
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(

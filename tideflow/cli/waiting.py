@@ -18,7 +18,9 @@ _DONE = {"Succeeded", "Failed", "Skipped", "UpstreamFailed", "Terminated"}
 
 
 def build_engine(store: Store, settings: Settings) -> Engine:
-    return Engine(store, LocalExecutor(threads=settings.engine.threads), settings.engine_settings())
+    return Engine(
+        store, LocalExecutor(threads=settings.executor_threads()), settings.engine_settings()
+    )
 
 
 def wait_for(store: Store, settings: Settings, run: RunRecord) -> int:
