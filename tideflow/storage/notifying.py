@@ -59,13 +59,13 @@ class Listener:
                 self._stopping.wait(5.0)
 
     def _session(self) -> None:
-        raw = self._engine.raw_connection()
-        try:
-            connection: Any = raw.driver_connection  # a psycopg 3 connection
-            connection.autocommit = True
-            connection.execute(f"LISTEN {CHANNEL}")
-            while not self._stopping.is_set():
-                for _ in connection.notifies(timeout=1.0):
-                    self._wake()
-        finally:
-            raw.invalidate()  # it carries a LISTEN: never hand it back to the pool
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f"LISTEN {CHANNEL}"))
+            driver: Any = connection.connection.driver_connection  # psycopg 3, for notifies()
+            try:
+                while not self._stopping.is_set():
+                    for _ in driver.notifies(timeout=1.0):
+                        self._wake()
+            finally:
+                # It carries a LISTEN: never hand it back to the pool.
+                connection.invalidate()
