@@ -84,7 +84,7 @@ def test_sigkill_mid_run_loses_nothing_and_reruns_only_what_was_in_flight(
     database_url: str, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger.txt"
-    manifest = _manifest(tmp_path, ledger)
+    manifest = _manifest(tmp_path, ledger, seconds=0.5)  # long enough to kill mid-attempt
     store = SqlStore.from_url(database_url)
     try:
         first = spawn("run", "-f", str(manifest), "--wait", db=database_url, cwd=tmp_path, **FAST)
