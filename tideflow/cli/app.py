@@ -307,10 +307,8 @@ def logs(
     store = state.store()
     record = store.get_run(state.namespace, run_name)
     if task is not None:
-        known = {t.name for t in store.list_tasks(record.id)} | {
-            t.task for t in store.list_tasks(record.id)
-        }
-        if task not in known:
+        instances = store.list_tasks(record.id)
+        if task not in {t.name for t in instances} | {t.task for t in instances}:
             raise NotFoundError(f'task "{task}" not found in run "{run_name}"')
     header = None
     for line in store.get_logs(record.id, task):

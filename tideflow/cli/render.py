@@ -142,9 +142,10 @@ def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
 
 
 def run_document(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
-    document = to_document(run_manifest(run, tasks))
+    manifest = run_manifest(run, tasks)
+    document = to_document(manifest)
     # Status fields are always shown, even at their defaults (finishedAt: null while running).
-    status = run_manifest(run, tasks).status
+    status = manifest.status
     assert status is not None
     document["status"] = status.model_dump(mode="json", by_alias=True)
     document["spec"].setdefault("desiredState", run.desired_state.value)

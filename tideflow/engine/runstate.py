@@ -329,14 +329,14 @@ class RunState:
         function = spec.function
         args: dict[str, Any]
         try:
+            context = self.template_context(task)
             if task.index is not None and spec.for_each is None:  # spawned at run time
                 function, args = task.item["function"], dict(task.item.get("args") or {})
                 command = None
             else:
-                context = self.template_context(task)
                 args = render(spec.args or {}, context)
                 command = render(spec.command, context) if spec.command is not None else None
-            env = render(spec.env, self.template_context(task)) if spec.env else None
+            env = render(spec.env, context) if spec.env else None
         except Exception as exc:
             self._fail(task, now, f"cannot render the task's inputs: {exc}")
             return None

@@ -82,17 +82,22 @@ def checked_output(value: Any) -> Outcome:
     return Outcome("succeeded", output=value)
 
 
+def context_facts(attempt: Attempt) -> dict[str, Any]:
+    """The attempt's facts a ``TaskContext`` carries (JSON, so a task process gets them too)."""
+    return {
+        "run": attempt.run_name,
+        "namespace": attempt.namespace,
+        "workflow": attempt.workflow,
+        "task": attempt.task,
+        "attempt": attempt.number,
+        "index": attempt.index,
+        "item": attempt.item,
+        "params": attempt.params,
+    }
+
+
 def make_context(attempt: Attempt) -> TaskContext:
-    return TaskContext(
-        run=attempt.run_name,
-        namespace=attempt.namespace,
-        workflow=attempt.workflow,
-        task=attempt.task,
-        attempt=attempt.number,
-        index=attempt.index,
-        item=attempt.item,
-        params=attempt.params,
-    )
+    return TaskContext(**context_facts(attempt))
 
 
 def call_args(fn: Callable[..., Any], attempt: Attempt, context: TaskContext) -> dict[str, Any]:
@@ -184,16 +189,7 @@ class LocalExecutor:
         request = {
             "function": attempt.function,
             "args": attempt.args,
-            "context": {
-                "run": attempt.run_name,
-                "namespace": attempt.namespace,
-                "workflow": attempt.workflow,
-                "task": attempt.task,
-                "attempt": attempt.number,
-                "index": attempt.index,
-                "item": attempt.item,
-                "params": attempt.params,
-            },
+            "context": context_facts(attempt),
             "result_path": result_path,
         }
         argv = [sys.executable, "-m", "tideflow.executors.child"]
