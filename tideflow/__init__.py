@@ -10,8 +10,7 @@ from tideflow.errors import (
     ValidationError,
 )
 from tideflow.model import TaskSpec, Workflow, WorkflowRun
-
-__version__ = "0.1.0"
+from tideflow.version import __version__
 
 
 def __getattr__(name: str) -> object:

@@ -4,7 +4,8 @@ Example::
 
     wf = (
         Workflow.builder("daily-bars", namespace="quant")
-        .param("trade_date", default="2026-11-30")
+        .param("trade_date", default="2026-11-30", type="date")
+        .param("universe_size", default=60, type="integer")
         .retry(limit=2, backoff_seconds=5)          # no task yet: workflow-level
         .task("list-symbols", function=list_symbols)
         .task("fetch-bars", function="examples.quant:fetch_bars", args={"symbol": "{{ item }}"})
@@ -34,7 +35,7 @@ from typing import Any
 from tideflow.errors import ValidationError
 from tideflow.functions import reference_of
 from tideflow.loading import parse_manifest
-from tideflow.model import API_VERSION, TriggerRule, Workflow
+from tideflow.model import API_VERSION, ParamType, TriggerRule, Workflow
 from tideflow.validation import validate_workflow
 
 __all__ = ["WorkflowBuilder"]
@@ -67,13 +68,32 @@ class WorkflowBuilder:
         name: str,
         default: Any = _UNSET,
         *,
+        type: str | ParamType | None = None,
+        enum: Sequence[Any] | None = None,
         required: bool | None = None,
         description: str | None = None,
     ) -> WorkflowBuilder:
-        """Declare a run parameter; without ``default`` it is required (as in YAML)."""
+        """Declare a run parameter, as ``spec.params`` does in YAML.
+
+        Args:
+            name: the parameter's name (``params.NAME`` in templates).
+            default: its value when a run does not give one; without it the
+                parameter is required.
+            type: ``string`` (the default), ``integer``, ``number``,
+                ``boolean``, ``date``, ``datetime``, ``array`` or ``object``;
+                values given to a run are converted to it.
+            enum: the allowed values.
+            required: whether a run must give a value (default: when there
+                is no ``default``).
+            description: what the parameter means.
+        """
         param: dict[str, Any] = {"name": name}
+        if type is not None:
+            param["type"] = str(type)
         if default is not _UNSET:
-            param["default"] = default
+            param["default"] = _copy(default)
+        if enum is not None:
+            param["enum"] = list(_copy(enum))
         if required is not None:
             param["required"] = required
         if description is not None:

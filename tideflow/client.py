@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from tideflow.config import Settings, load_settings
-from tideflow.engine import control
+from tideflow.engine import control, resources
 from tideflow.engine.ports import ApplyResult, LogRecord, RunRecord, TaskRecord
 from tideflow.engine.reconciler import Engine
 from tideflow.executors.local import LocalExecutor
@@ -110,6 +110,14 @@ class Client:
 
     def terminate(self, run: str) -> None:
         control.request(self.store, self.namespace, run, "terminate")
+
+    def delete(self, run: str, *, force: bool = False) -> None:
+        """Delete a finished run (``force``: terminate it first) with its tasks and logs."""
+        resources.delete_run(self.store, self.namespace, run, force=force)
+
+    def delete_workflow(self, name: str) -> None:
+        """Delete a workflow; its runs keep their own snapshots of it."""
+        self.store.delete_workflow(self.namespace, name)
 
     def retry(self, run: str, *, wait: bool = False) -> RunRecord:
         """Re-run the failed, upstream-failed and terminated tasks of a finished run."""

@@ -10,16 +10,83 @@ messages. All problems in all files and documents are collected before
 Documents are read the way Kubernetes reads them: unquoted dates such as
 ``2026-11-30`` stay strings (YAML 1.1 timestamps are not resolved), and a key
 repeated in one mapping is an error rather than silently overwritten.
+
+Whole validation
+----------------
+
+``tideflow validate`` reports every problem of a document in one run, schema
+and semantic together. Semantic checks
+(:func:`tideflow.validation.validate_workflow`) need a model, and a document
+that fails the schema has none, so :func:`read_path` does two things for it:
+
+1. **Salvage.** The document is parsed again, repaired until the schema takes
+   it, and the result (a *salvaged* manifest, returned beside the good ones)
+   goes through the semantic checks like any other. A repair must not make
+   those checks report something the document does not have:
+
+   * a refused field is dropped (its default takes over); a refused item of a
+     list drops the list; a missing field drops the mapping holding it
+     (``container`` without ``image``), one level per round;
+   * a field whose absence would make the checks report consequences rather
+     than problems is neutralised instead: a refused ``forEach`` becomes
+     ``[]`` (so ``item`` stays defined); a refused ``args`` or ``executor``
+     also takes the task's function out of the checks (no "missing required
+     argument", no import of code meant for a container); anything refused
+     under ``compensate`` drops ``compensate``; a refused parameter ``type``
+     drops that parameter's ``default`` and ``enum`` (they were checked
+     against it); a refused ``metadata.name`` or ``namespace`` is parsed as
+     a placeholder and put back afterwards;
+   * a task-level error (``exactly one of function, command or container``,
+     e.g. once a malformed ``function`` was dropped; ``container tasks need
+     executor: kubernetes``) sets the task's kind fields aside: the task is
+     parsed with a placeholder command, then gets its own ``command`` and
+     ``container`` back (their templates are checked like every other
+     field). Only the kind-dependent check, importing ``function`` and
+     matching its signature against ``args``, is skipped for that task;
+   * what cannot be repaired without changing what other checks see ends
+     the salvage: a refused or missing task or parameter ``name`` (dependents
+     would report it unknown), a refused ``dependsOn`` or ``spec.params``
+     (templates would be reported as using tasks that are not upstream or
+     parameters that are not declared), a task or parameter that is not a
+     mapping, a refused ``spec.tasks``, a missing ``metadata`` or ``spec``.
+
+2. **Templates on the raw document.** Static template problems (syntax
+   errors, Python internals: :func:`tideflow.templating.inspect_templates`)
+   depend on nothing but the string, so for every document that failed the
+   schema they are also looked for in its raw data, in the fields the engine
+   renders (task ``args``, ``command``, ``env``, ``workingDir``,
+   ``container.command``/``args``/``env``, ``forEach``, ``compensate.args``,
+   and parameter ``default``). Those the salvaged manifest's checks report
+   too (same path and message) are left to them; the others, in fields the
+   salvage dropped or in documents it gave up on, come with the schema
+   problems. So each problem is reported once, whatever was salvaged.
+
+A document whose ``apiVersion`` or ``kind`` is missing or unknown gets that
+problem only, as in Kubernetes: what the rest means depends on them.
+
+Why this design: each rule keeps one home. The schema lives in the models,
+the semantic rules in :mod:`tideflow.validation`; the loader only decides
+which parts of a broken document are safe to check, and only static template
+analysis, which needs no model, runs on raw data. Running the semantic checks
+on raw dictionaries instead would duplicate every rule; a second, lenient set
+of models would duplicate the schema.
+
+:func:`load_checked` is the whole pipeline: read, salvage, check, and order
+the problems file by file, then by document, then schema before semantic
+(each as found). Front doors that call :func:`read_path` and
+:func:`tideflow.validation.check` themselves get the same problems.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
+import itertools
 import re
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +94,35 @@ import pydantic
 import yaml
 from pydantic_core import ErrorDetails
 
+from tideflow import templating
 from tideflow.errors import Problem, ValidationError
-from tideflow.model import API_VERSION, Manifest, Workflow, WorkflowRun, to_document
+from tideflow.model import (
+    API_VERSION,
+    ContainerSpec,
+    Manifest,
+    Workflow,
+    WorkflowRun,
+    to_document,
+)
 
-__all__ = ["dump_yaml", "load_path", "load_text", "parse_manifest", "problems_from_pydantic"]
+__all__ = [
+    "dump_yaml",
+    "load_checked",
+    "load_path",
+    "load_text",
+    "parse_manifest",
+    "problems_from_pydantic",
+    "read_path",
+]
 
 _KINDS: dict[str, type[Workflow] | type[WorkflowRun]] = {
     "Workflow": Workflow,
     "WorkflowRun": WorkflowRun,
 }
 _SUFFIXES = (".yaml", ".yml")
+
+Loc = tuple[int | str, ...]
+"""A location in a document: mapping keys and list indexes."""
 
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -87,6 +173,9 @@ def load_path(path: Path | str) -> list[tuple[str, Manifest]]:
     the 0-based document index for multi-document files (``daily.yaml[2]`` is
     the third document).
 
+    Checks the schema (and, in a document that fails it, the templates'
+    syntax); :func:`load_checked` runs the semantic checks too.
+
     Raises:
         ValidationError: every problem of every file and document.
     """
@@ -99,34 +188,59 @@ def load_path(path: Path | str) -> list[tuple[str, Manifest]]:
 def read_path(
     path: Path | str,
 ) -> tuple[list[tuple[str, Manifest]], list[Problem], list[tuple[str, Manifest]]]:
-    """Like :func:`load_path`, but returns instead of raising: the manifests that
-    parsed, every problem, and *salvaged* manifests — documents that failed the
-    schema only in fields that can be dropped, parsed without them. Salvaged
-    manifests are good for nothing but further checks, so that one run of
-    ``validate`` reports a document's schema and semantic problems together."""
-    root = Path(path)
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
-        if not files:
-            return [], [Problem("", "no *.yaml or *.yml files found", _label(root))], []
-    elif root.is_file():
-        files = [root]
-    else:
-        return [], [Problem("", "no such file or directory", _label(root))], []
-    manifests: list[tuple[str, Manifest]] = []
-    salvaged: list[tuple[str, Manifest]] = []
-    problems: list[Problem] = []
-    for file in files:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem("", f"cannot read file: {exc}", _label(file)))
-            continue
-        found, errors, partial = _load(text, _label(file))
-        manifests.extend(found)
-        problems.extend(errors)
-        salvaged.extend(partial)
-    return manifests, problems, salvaged
+    """Like :func:`load_path`, but returns instead of raising.
+
+    Returns:
+        The manifests that parsed; every problem found without the semantic
+        checks (YAML, schema, and the static template problems of documents
+        that failed the schema, unless their salvaged manifest reports them);
+        and the *salvaged* manifests: documents that failed the schema,
+        repaired as the module docstring describes. Salvaged manifests are
+        good for nothing but :func:`tideflow.validation.check`, so that one
+        run of ``validate`` reports a document's schema and semantic problems
+        together, each once.
+    """
+    reading = _Reading()
+    reading.read(path)
+    return reading.manifests, reading.problems, reading.salvaged
+
+
+def load_checked(
+    paths: Iterable[Path | str], *, resolve_functions: bool = True
+) -> list[tuple[str, Manifest]]:
+    """Read manifests and check them as a set: ``validate -f`` and ``apply -f`` in one call.
+
+    Every path is read as :func:`read_path` reads it; the manifests and the
+    salvaged ones then go through :func:`tideflow.validation.check` together.
+
+    Args:
+        paths: files or directories, read in the order given.
+        resolve_functions: import ``function`` references and check their
+            signatures (see :func:`tideflow.validation.validate_workflow`).
+
+    Returns:
+        The valid manifests with their source labels, in reading order.
+
+    Raises:
+        ValidationError: every problem, each once, ordered file by file, then
+            by document (``daily.yaml[2]`` before ``daily.yaml[10]``), then
+            schema problems before semantic ones, each group as found.
+    """
+    from tideflow.validation import check  # validation imports this module's loader
+
+    reading = _Reading()
+    for path in paths:
+        reading.read(path)
+    problems = list(reading.problems)
+    try:
+        check(reading.manifests + reading.salvaged, resolve_functions=resolve_functions)
+    except ValidationError as exc:
+        problems += exc.problems
+    if problems:
+        last = len(reading.sources)
+        unique = dict.fromkeys(problems)  # ordered and without repeats
+        raise ValidationError(sorted(unique, key=lambda p: reading.sources.get(p.source, last)))
+    return reading.manifests
 
 
 def _label(path: Path) -> str:
@@ -138,15 +252,16 @@ def _label(path: Path) -> str:
 
 
 def load_text(text: str, source: str) -> list[Manifest]:
-    """Parse every manifest in a (multi-document) YAML string.
+    """Parse every manifest in a (multi-document) YAML string, as :func:`load_path` does.
 
     Raises:
         ValidationError: every problem of every document.
     """
-    found, problems, _ = _load(text, source)
-    if problems:
-        raise ValidationError(problems)
-    return [manifest for _, manifest in found]
+    reading = _Reading()
+    reading.load(text, source)
+    if reading.problems:
+        raise ValidationError(reading.problems)
+    return [manifest for _, manifest in reading.manifests]
 
 
 def parse_manifest(doc: Any, source: str = "") -> Manifest:
@@ -193,86 +308,318 @@ def problems_from_pydantic(
     return [Problem(path, message, source) for path, message in problems]
 
 
-# --------------------------------------------------------------------------- internals
+# --------------------------------------------------------------------------- reading
 
 
-def _load(
-    text: str, source: str
-) -> tuple[list[tuple[str, Manifest]], list[Problem], list[tuple[str, Manifest]]]:
-    docs: list[Any] = []
-    problems: list[Problem] = []
-    try:
-        for doc in yaml.load_all(text, Loader=_Loader):
-            docs.append(doc)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        message = exc.problem or exc.context or "invalid YAML"
-        problems.append(Problem(where, message, source))
-    except yaml.YAMLError as exc:
-        problems.append(Problem("", f"invalid YAML: {exc}", source))
-    present = [(i, doc) for i, doc in enumerate(docs) if doc is not None]
-    if not present and not problems:
-        problems.append(Problem("", "file is empty: no manifest found", source))
-    manifests: list[tuple[str, Manifest]] = []
-    salvaged: list[tuple[str, Manifest]] = []
-    for i, doc in present:
-        label = source if len(present) == 1 and not problems else f"{source}[{i}]"
-        manifest, errors = _parse(doc, label)
-        problems.extend(errors)
-        if manifest is not None:
-            manifests.append((label, manifest))
-        elif (partial := _salvage(doc, label)) is not None:
-            salvaged.append((label, partial))
-    return manifests, problems, salvaged
+@dataclasses.dataclass
+class _Reading:
+    """What reading files and documents produced so far, in reading order."""
+
+    manifests: list[tuple[str, Manifest]] = dataclasses.field(default_factory=list)
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    salvaged: list[tuple[str, Manifest]] = dataclasses.field(default_factory=list)
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Every source label (file or document) -> its position in reading order."""
+
+    def problem(self, message: str, source: str, path: str = "") -> None:
+        self.sources.setdefault(source, len(self.sources))
+        self.problems.append(Problem(path, message, source))
+
+    def read(self, path: Path | str) -> None:
+        """Read a file, or every manifest file under a directory."""
+        root = Path(path)
+        if root.is_dir():
+            files = sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
+            if not files:
+                self.problem("no *.yaml or *.yml files found", _label(root))
+        elif root.is_file():
+            files = [root]
+        else:
+            files = []
+            self.problem("no such file or directory", _label(root))
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problem(f"cannot read file: {exc}", _label(file))
+                continue
+            self.load(text, _label(file))
+
+    def load(self, text: str, source: str) -> None:
+        """Read every document of one (multi-document) YAML text."""
+        docs: list[Any] = []
+        broken = False
+        try:
+            for doc in yaml.load_all(text, Loader=_Loader):
+                docs.append(doc)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            self.problem(exc.problem or exc.context or "invalid YAML", source, where)
+            broken = True
+        except yaml.YAMLError as exc:
+            self.problem(f"invalid YAML: {exc}", source)
+            broken = True
+        present = [(i, doc) for i, doc in enumerate(docs) if doc is not None]
+        if not present and not broken:
+            self.problem("file is empty: no manifest found", source)
+        for i, doc in present:
+            label = source if len(present) == 1 and not broken else f"{source}[{i}]"
+            self.sources.setdefault(label, len(self.sources))
+            manifest, errors = _parse(doc, label)
+            self.problems += errors
+            if manifest is not None:
+                self.manifests.append((label, manifest))
+                continue
+            if not _identified(doc):
+                continue  # like Kubernetes: a document of unknown apiVersion or kind is not read
+            partial = _salvage(doc)
+            if partial is not None:
+                self.salvaged.append((label, partial))
+            self.problems += _unchecked_template_problems(doc, partial, label)
 
 
-def _salvage(doc: Any, source: str) -> Manifest | None:
-    """Parse ``doc`` once more without the fields the schema refused, if that is
-    possible without inventing anything that later checks would trip over: an
-    invalid ``metadata.name`` is replaced, other refused fields are dropped when
-    they are optional; anything else (a refused task name, a missing required
-    field, a bad list item) gives up."""
-    if not isinstance(doc, dict) or doc.get("kind") not in _KINDS:
+# --------------------------------------------------------------------------- salvage
+
+# (alias, python name) of the task fields the engine renders, in the order
+# tideflow.validation checks them.
+_TASK_TEMPLATED = (
+    ("args", "args"),
+    ("command", "command"),
+    ("env", "env"),
+    ("workingDir", "working_dir"),
+)
+_CONTAINER_TEMPLATED = ("command", "args", "env")
+_KIND_FIELDS = ("function", "command", "container")
+_PLACEHOLDER_COMMAND = ["salvaged"]
+_ROUNDS = 12  # repairs cascade one level per round; documents are shallow
+_UNNAMED = itertools.count(1)  # placeholders for names that are not even strings
+
+
+def _identified(doc: Any) -> bool:
+    """True if ``doc`` is a mapping with this format's ``apiVersion`` and a known ``kind``."""
+    return (
+        isinstance(doc, dict) and doc.get("apiVersion") == API_VERSION and doc.get("kind") in _KINDS
+    )
+
+
+def _unchecked_template_problems(doc: Any, salvaged: Manifest | None, source: str) -> list[Problem]:
+    """Static template problems of a document that failed the schema, found on its raw
+    data, minus those the salvaged manifest's semantic checks will report."""
+    found = list(_raw_template_problems(doc))
+    if not found:
+        return []
+    if isinstance(salvaged, Workflow):
+        from tideflow.validation import validate_workflow  # validation imports this module
+
+        reported = validate_workflow(salvaged, resolve_functions=False)
+        covered = {(p.path, p.message) for p in reported}
+        found = [p for p in found if (p.path, p.message) not in covered]
+    return [dataclasses.replace(p, source=source) for p in found]
+
+
+def _raw_template_problems(doc: Any) -> Iterator[Problem]:
+    """Syntax errors and Python internals in every rendered field of a raw document."""
+    if not isinstance(doc, dict) or doc.get("kind") != "Workflow":
+        return
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        return
+    fields: list[tuple[str, Any]] = []
+    params = spec.get("params")
+    for i, param in enumerate(params if isinstance(params, list) else ()):
+        if isinstance(param, dict):
+            fields.append((f"spec.params[{i}].default", param.get("default")))
+    tasks = spec.get("tasks")
+    for i, task in enumerate(tasks if isinstance(tasks, list) else ()):
+        if isinstance(task, dict):
+            fields += _raw_task_fields(task, f"spec.tasks[{i}]")
+    for path, value in fields:
+        yield from templating.template_problems(value, path)
+
+
+def _raw_task_fields(task: dict[Any, Any], path: str) -> list[tuple[str, Any]]:
+    fields = [(f"{path}.{alias}", _get(task, alias, name)) for alias, name in _TASK_TEMPLATED]
+    container = task.get("container")
+    if isinstance(container, dict):
+        fields += [(f"{path}.container.{key}", container.get(key)) for key in _CONTAINER_TEMPLATED]
+    fields.append((f"{path}.forEach", _get(task, "forEach", "for_each")))
+    compensate = task.get("compensate")
+    if isinstance(compensate, dict):
+        fields.append((f"{path}.compensate.args", compensate.get("args")))
+    return fields
+
+
+def _get(mapping: dict[Any, Any], alias: str, name: str) -> Any:
+    """A field given by its YAML alias or its Python name (the models accept both)."""
+    return mapping[alias] if alias in mapping else mapping.get(name)
+
+
+def _salvage(doc: Any) -> Manifest | None:
+    """The document parsed once more, repaired as the module docstring describes, or None."""
+    if not _identified(doc):
         return None
     model = _KINDS[str(doc["kind"])]
-    data = copy.deepcopy(doc)
-    for _ in range(3):  # dropping one field may reveal another error under it
+    repair = _Repair(copy.deepcopy(doc))
+    for _ in range(_ROUNDS):  # a repair may reveal another error under it
         try:
-            return model.model_validate(data)
+            manifest = model.model_validate(repair.data)
         except pydantic.ValidationError as exc:
+            repair.dropped.clear()
             for detail in exc.errors(include_url=False):
-                if not _drop(data, detail["loc"], detail["type"], source):
+                if not repair.fix(_document_loc(model, detail["loc"]), detail["type"]):
                     return None
+        else:
+            return repair.finish(manifest)
     return None
 
 
-def _drop(data: dict[str, Any], loc: tuple[int | str, ...], kind: str, source: str) -> bool:
-    """Remove (or, for ``metadata.name``, replace) the field at ``loc``; False if unsafe."""
-    if kind == "missing" or not loc:
-        return False
-    # A model-level error (e.g. "exactly one of function, command") has no field to drop.
-    path = [
-        part
-        for part in loc
-        if not (isinstance(part, str) and part.startswith(("function-", "model")))
-    ]
-    parent: Any = data
-    for part in path[:-1]:
-        try:
-            parent = parent[part]
-        except (KeyError, IndexError, TypeError):
+@dataclasses.dataclass
+class _Repair:
+    """One document's salvage: the data being repaired and what was set aside."""
+
+    data: dict[Any, Any]
+    kinds: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Task index -> the kind fields (function, command, container) set aside."""
+    no_function: set[int] = dataclasses.field(default_factory=set)
+    """Tasks whose function is not imported nor matched against ``args``."""
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``name`` / ``namespace`` -> the refused value, put back once parsed."""
+    dropped: set[Loc] = dataclasses.field(default_factory=set)
+    """What this round removed: errors under it are dealt with."""
+
+    def fix(self, loc: Loc, kind: str) -> bool:
+        """Repair the error at document location ``loc``; False if it cannot be done safely."""
+        if "[key]" in loc:  # a refused mapping key: the entry goes
+            loc = loc[: loc.index("[key]")]
+        if any(loc[:n] in self.dropped for n in range(1, len(loc) + 1)):
+            return True
+        if len(loc) == 3 and loc[:2] == ("spec", "tasks") and isinstance(loc[2], int):
+            return kind in ("value_error", "assertion_error") and self._set_kind_aside(loc[2])
+        if loc in (("metadata", "name"), ("metadata", "namespace")):
+            return self._set_name_aside(str(loc[1]))
+        if loc and loc[-1] == "name":
+            return False  # a task's or parameter's: dependents would report it unknown
+        target = loc[:-1] if kind == "missing" else loc
+        while target and isinstance(target[-1], int):
+            target = target[:-1]  # an item of a list: the list goes
+        return self._drop(target)
+
+    def _drop(self, target: Loc) -> bool:
+        if not target or target in (("spec", "tasks"), ("spec", "params")):
             return False
-    last = path[-1]
-    if not isinstance(parent, dict) or not isinstance(last, str) or last not in parent:
-        return False
-    if path == ["metadata", "name"]:
-        parent[last] = f"invalid-name-{abs(hash(source)) % 10**8}"
+        task = _task_of(target)
+        if task is not None and len(target) > 3:
+            field = target[3]
+            if field in ("dependsOn", "depends_on"):
+                return False
+            if field in ("forEach", "for_each"):
+                return self._replace(target, [])  # keeps item and index defined
+            if field == "compensate":
+                target = target[:4]
+            elif field in ("args", "executor") and len(target) == 4:
+                self.no_function.add(task)
+        if len(target) == 4 and target[:2] == ("spec", "params") and target[3] == "type":
+            return self._drop_param_type(target)
+        return self._remove(target)
+
+    def _drop_param_type(self, target: Loc) -> bool:
+        param = _at(self.data, target[:3])
+        if not isinstance(param, dict):
+            return False
+        if "default" in param and "required" not in param:
+            param["required"] = False  # as declared: it had a default
+        for key in ("type", "default", "enum"):
+            param.pop(key, None)
+            self.dropped.add((*target[:3], key))
         return True
-    if last == "name":
-        return False  # a task's name: dependents would report it as unknown
-    del parent[last]
-    return True
+
+    def _set_name_aside(self, key: str) -> bool:
+        """Parse with a valid name, then put the refused one back (so that two documents
+        reusing one refused name are still reported as the same object defined twice)."""
+        metadata = self.data.get("metadata")
+        if not isinstance(metadata, dict) or key in self.metadata:
+            return False
+        value = metadata.get(key)
+        self.metadata[key] = value if isinstance(value, str) else f"({next(_UNNAMED)})"
+        metadata[key] = "salvaged"
+        return True
+
+    def _set_kind_aside(self, index: int) -> bool:
+        task = _at(self.data, ("spec", "tasks", index))
+        if not isinstance(task, dict) or index in self.kinds:
+            return False
+        self.kinds[index] = {key: task.pop(key) for key in _KIND_FIELDS if key in task}
+        task["command"] = list(_PLACEHOLDER_COMMAND)
+        self.no_function.add(index)
+        return True
+
+    def _replace(self, target: Loc, value: Any) -> bool:
+        parent = _at(self.data, target[:-1])
+        if not isinstance(parent, dict) or target[-1] not in parent:
+            return False
+        parent[target[-1]] = value
+        self.dropped.add(target)
+        return True
+
+    def _remove(self, target: Loc) -> bool:
+        parent = _at(self.data, target[:-1])
+        if not isinstance(parent, dict) or target[-1] not in parent:
+            return False
+        del parent[target[-1]]
+        self.dropped.add(target)
+        return True
+
+    def finish(self, manifest: Manifest) -> Manifest:
+        """Put back what was set aside for parsing: refused names, tasks' own command and
+        container; and take out the functions that must not be checked."""
+        if self.metadata:
+            metadata = manifest.metadata.model_copy(update=self.metadata)
+            manifest = manifest.model_copy(update={"metadata": metadata})
+        if not isinstance(manifest, Workflow) or not self.no_function:
+            return manifest
+        tasks = list(manifest.spec.tasks)
+        for index in sorted(self.no_function):
+            update: dict[str, Any] = {"function": None}
+            if index in self.kinds:
+                kept = self.kinds[index]
+                update["command"] = kept.get("command")
+                update["container"] = _container(kept.get("container"))
+            tasks[index] = tasks[index].model_copy(update=update)
+        spec = manifest.spec.model_copy(update={"tasks": tasks})
+        return manifest.model_copy(update={"spec": spec})
+
+
+def _task_of(loc: Loc) -> int | None:
+    """The index of the task ``loc`` is inside of, if any."""
+    if len(loc) >= 3 and loc[:2] == ("spec", "tasks") and isinstance(loc[2], int):
+        return loc[2]
+    return None
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    """The value at ``loc`` in ``data``, or None when the path does not exist."""
+    for part in loc:
+        if not isinstance(data, dict | list):
+            return None
+        try:
+            data = data[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _container(value: Any) -> ContainerSpec | None:
+    """A container mapping that passed the schema on its own, as its model."""
+    if value is None:
+        return None
+    try:
+        return ContainerSpec.model_validate(value)
+    except pydantic.ValidationError:
+        return None
+
+
+# --------------------------------------------------------------------------- schema
 
 
 def _parse(doc: Any, source: str) -> tuple[Manifest | None, list[Problem]]:
@@ -304,16 +651,37 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z_][\w-]*$")
 def _walk(
     model: type[pydantic.BaseModel], loc: Sequence[int | str]
 ) -> tuple[str, type[pydantic.BaseModel] | None]:
-    """The field path of an error location, and the model holding its last element.
+    """The field path of an error location, and the model holding its last element."""
+    path = ""
+    parent: type[pydantic.BaseModel] | None = None
+    for element, holder in _steps(model, loc):
+        parent = holder
+        if isinstance(element, int) and not isinstance(element, bool):
+            path += f"[{element}]"
+        elif _PLAIN_KEY.match(str(element)):
+            path += f".{element}" if path else str(element)
+        else:
+            path += f'["{element}"]'
+    return path, parent
+
+
+def _document_loc(model: type[pydantic.BaseModel], loc: Sequence[int | str]) -> Loc:
+    """An error location as keys and indexes of the document (union member tags left out)."""
+    return tuple(element for element, _ in _steps(model, loc))
+
+
+def _steps(
+    model: type[pydantic.BaseModel], loc: Sequence[int | str]
+) -> Iterator[tuple[int | str, type[pydantic.BaseModel] | None]]:
+    """The elements of ``loc`` that are part of the document, each with the model holding it.
 
     Follows the model's type annotations along ``loc`` so that the tags
     pydantic inserts for union members (``forEach.str``) are dropped.
     """
-    path = ""
     current: Any = model
-    parent: type[pydantic.BaseModel] | None = None
     for element in loc:
         current = _strip_optional(current)
+        parent: type[pydantic.BaseModel] | None = None
         if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
             parent = current
             field = _field(current, str(element))
@@ -322,16 +690,9 @@ def _walk(
             current = Any  # a union member tag, not part of the document
             continue
         else:
-            parent = None
             origin, args = typing.get_origin(current), typing.get_args(current)
             current = args[-1] if origin in (list, dict) and args else Any
-        if isinstance(element, int) and not isinstance(element, bool):
-            path += f"[{element}]"
-        elif _PLAIN_KEY.match(str(element)):
-            path += f".{element}" if path else str(element)
-        else:
-            path += f'["{element}"]'
-    return path, parent
+        yield element, parent
 
 
 def _strip_optional(annotation: Any) -> Any:

@@ -3,8 +3,8 @@
 Two audiences call this module:
 
 * validation (:mod:`tideflow.validation`) checks templates statically, before
-  anything runs: syntax, references to Python internals, which tasks and which
-  top-level variables a template uses;
+  anything runs: syntax, references to Python internals, which tasks, which
+  parameters and which top-level variables a template uses;
 * the engine renders them when a task is dispatched, with a context of
   ``params``, ``tasks`` (name -> object with ``.output``), ``item``, ``index``,
   ``run`` and ``schedule``.
@@ -40,6 +40,7 @@ __all__ = [
     "inspect_templates",
     "is_template",
     "referenced_names",
+    "referenced_params",
     "referenced_tasks",
     "render",
     "task_views",
@@ -121,6 +122,7 @@ class _Analysis:
     internals: tuple[str, ...] = ()
     tasks: frozenset[str] = frozenset()
     names: frozenset[str] = frozenset()
+    params: frozenset[str] = frozenset()
 
 
 @functools.lru_cache(maxsize=16384)
@@ -156,6 +158,7 @@ def _analyse_simple(source: str) -> _Analysis | None:
     internals: list[str] = []
     tasks: set[str] = set()
     names: set[str] = set()
+    params: set[str] = set()
     for block in _SIMPLE_BLOCK.finditer(source):
         match = _SIMPLE_EXPRESSION.fullmatch(block["inner"])
         if match is None or match["name"] in _JINJA_WORDS:
@@ -172,7 +175,9 @@ def _analyse_simple(source: str) -> _Analysis | None:
                 internals.append(key)
             if i == 0 and match["name"] == "tasks":
                 tasks.add(key)
-    return _Analysis(None, tuple(internals), frozenset(tasks), frozenset(names))
+            elif i == 0 and match["name"] == "params":
+                params.add(key)
+    return _Analysis(None, tuple(internals), frozenset(tasks), frozenset(names), frozenset(params))
 
 
 def _analyse_jinja(source: str) -> _Analysis:
@@ -185,6 +190,9 @@ def _analyse_jinja(source: str) -> _Analysis:
             return _Analysis(syntax_error=f'line {used.lineno}: no filter named "{used.name}"')
     internals: list[str] = []
     tasks: set[str] = set()
+    params: set[str] = set()
+    # params.get('x') or params.items() call a method of the mapping: not a parameter.
+    called = {id(call.node) for call in tree.find_all(nodes.Call)}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
         key = _static_key(node)
         if key is None:
@@ -192,14 +200,16 @@ def _analyse_jinja(source: str) -> _Analysis:
         if (key.startswith("_") or key in _UNSAFE_NAMES) and key not in internals:
             internals.append(key)
         target = getattr(node, "node", None)
-        if (
-            not isinstance(node, nodes.Filter)
-            and isinstance(target, nodes.Name)
-            and target.name == "tasks"
-        ):
+        if isinstance(node, nodes.Filter) or not isinstance(target, nodes.Name):
+            continue
+        if target.name == "tasks":
             tasks.add(key)
+        elif target.name == "params" and id(node) not in called:
+            params.add(key)
     names = frozenset(jinja2.meta.find_undeclared_variables(tree))
-    return _Analysis(None, tuple(internals), frozenset(tasks), names)
+    if "params" not in names:
+        params.clear()  # "params" was assigned inside the template: not the run's parameters
+    return _Analysis(None, tuple(internals), frozenset(tasks), names, frozenset(params))
 
 
 def _static_key(node: nodes.Node) -> str | None:
@@ -251,6 +261,8 @@ class TemplateInfo:
     """Top-level variable names used (``params``, ``item``…)."""
     problems: tuple[Problem, ...]
     """Syntax errors and references to Python internals."""
+    params: frozenset[str] = frozenset()
+    """Parameter names used as ``params.X`` / ``params['X']`` (not ``params[x]``)."""
 
 
 def inspect_templates(value: Any, path: str) -> Iterator[TemplateInfo]:
@@ -273,7 +285,7 @@ def inspect_templates(value: Any, path: str) -> Iterator[TemplateInfo]:
         ]
         if analysis.syntax_error is not None:
             problems.append(Problem(where, f"template syntax error: {analysis.syntax_error}"))
-        yield TemplateInfo(where, analysis.tasks, analysis.names, tuple(problems))
+        yield TemplateInfo(where, analysis.tasks, analysis.names, tuple(problems), analysis.params)
 
 
 def template_problems(value: Any, path: str) -> list[Problem]:
@@ -287,6 +299,15 @@ def template_problems(value: Any, path: str) -> list[Problem]:
 def referenced_tasks(value: Any) -> set[str]:
     """Names ``X`` used as ``tasks['X']``, ``tasks["X"]`` or ``tasks.X`` in any template."""
     return {name for info in inspect_templates(value, "") for name in info.tasks}
+
+
+def referenced_params(value: Any) -> set[str]:
+    """Names ``X`` used as ``params.X``, ``params['X']`` or ``params["X"]`` in any template.
+
+    Dynamic lookups (``params[name]``) and method calls (``params.get('x')``)
+    are not parameter names and are left out.
+    """
+    return {name for info in inspect_templates(value, "") for name in info.params}
 
 
 def referenced_names(value: Any) -> set[str]:

@@ -3,8 +3,10 @@
 The model proves each field is well-formed on its own; this module proves the
 workflow makes sense as a whole: task names are unique, dependencies exist and
 form no cycle, templates only use what will exist when the task runs (its
-upstream tasks, ``item`` only under ``forEach``), function references import
-and accept their arguments. Every problem is reported, not only the first.
+upstream tasks, declared parameters, ``item`` only under ``forEach``),
+parameter defaults and ``enum`` values fit the declared types, function
+references import and accept their arguments. Every problem is reported, not
+only the first.
 
 Callers: the CLI (``validate``, ``apply``), the HTTP API, the builder, and the
 engine for :func:`check_params` when a run is created. Cost stays linear in
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from tideflow import functions, templating
+from tideflow import functions, parameters, templating
 from tideflow.dag import Graph, find_cycle
 from tideflow.errors import Problem, ValidationError
 from tideflow.model import (
@@ -35,7 +37,8 @@ from tideflow.model import (
 __all__ = ["check", "check_params", "validate_workflow"]
 
 _TASK_NAMES = frozenset(templating.CONTEXT_NAMES)
-_PARAM_NAMES = frozenset({"params", "run", "schedule"})
+# Defaults are rendered before any parameter has a value, so they cannot use ``params``.
+_PARAM_NAMES = frozenset({"run", "schedule"})
 _FAN_OUT_NAMES = frozenset({"item", "index"})
 
 
@@ -82,19 +85,32 @@ def check(manifests: Sequence[tuple[str, Manifest]], *, resolve_functions: bool 
 
 
 def check_params(wf: Workflow, given: Mapping[str, Any], *, path: str = "") -> dict[str, Any]:
-    """Merge run parameters over the workflow's defaults.
+    """Merge run parameters over the workflow's defaults, converted to the declared types.
 
-    Default values are returned as declared (templates stay strings; the
-    engine renders them).
+    Each value is converted by :func:`tideflow.parameters.convert` (``"3"``
+    becomes ``3`` for an ``integer`` parameter) and checked against the
+    parameter's ``enum``. A value that is a template string (a default such
+    as ``"{{ schedule.date }}"``) is returned as declared: the engine renders
+    it, then converts the result (:func:`tideflow.engine.control.submit_run`).
+    So is a default that does not fit its type: that is a problem of the
+    workflow, which :func:`validate_workflow` reports and ``submit_run``
+    refuses, not of the values given here.
 
     Args:
+        wf: the workflow the run belongs to.
+        given: parameter name -> value, as the caller got it (text from
+            ``-p``, YAML/JSON values, Python values).
         path: where ``given`` lives in a document, e.g. ``spec.params``. When
             empty, problems are labelled the way the CLI takes them
             (``-p name``).
 
+    Returns:
+        Every declared parameter that has a value, in declaration order.
+
     Raises:
-        ValidationError: unknown parameters (with suggestions) and required
-            parameters that were not given.
+        ValidationError: every problem at once: unknown parameters (with
+            suggestions), required parameters that were not given, and values
+            that do not fit their type or ``enum``.
     """
     declared: dict[str, ParamSpec] = {}
     for param in wf.spec.params:
@@ -104,20 +120,35 @@ def check_params(wf: Workflow, given: Mapping[str, Any], *, path: str = "") -> d
         if name not in declared:
             known = ", ".join(declared) if declared else "none"
             hint = _suggest(name, list(declared))
-            where = f"{path}.{name}" if path else f"-p {name}"
             message = f'unknown parameter "{name}"{hint}; known: {known}'
-            problems.append(Problem(where, message))
+            problems.append(Problem(parameters.value_path(name, path), message))
     merged: dict[str, Any] = {}
     for name, param in declared.items():
         if name in given:
-            merged[name] = given[name]
+            try:
+                merged[name] = _converted(param, given[name])
+            except parameters.ParameterValueError as exc:
+                problems.append(Problem(parameters.value_path(name, path), str(exc)))
         elif param.required:
             problems.append(Problem(path, f'parameter "{name}" is required'))
         else:
-            merged[name] = param.default
+            merged[name] = _default(param)
     if problems:
         raise ValidationError(problems)
     return merged
+
+
+def _converted(param: ParamSpec, value: Any) -> Any:
+    """``value`` converted to ``param``'s type, or as it is if it is a template."""
+    return value if _is_template(value) else parameters.convert(param, value)
+
+
+def _default(param: ParamSpec) -> Any:
+    """The default converted to its type, or as declared if it does not fit."""
+    try:
+        return _converted(param, param.default)
+    except parameters.ParameterValueError:
+        return param.default
 
 
 def validate_workflow(
@@ -132,7 +163,8 @@ def validate_workflow(
             ``executor: kubernetes`` are never resolved: their code lives in
             the container image.
     """
-    problems = _param_problems(wf)
+    declared = dict.fromkeys(param.name for param in wf.spec.params)  # ordered, O(1) lookups
+    problems = _param_problems(wf, declared)
     tasks = wf.spec.tasks
     index = _task_index(tasks, problems)
     deps = _dependency_problems(tasks, index, problems)
@@ -144,7 +176,7 @@ def validate_workflow(
     pools: dict[str, str | None] = {}
     for i, task in enumerate(tasks):
         path = f"spec.tasks[{i}]"
-        problems += _template_problems(task, path, index, upstream)
+        problems += _template_problems(task, path, index, upstream, declared)
         if task.pool is not None:
             if task.pool not in pools:
                 pools[task.pool] = _name_error(task.pool)
@@ -170,7 +202,7 @@ def validate_workflow(
 # --------------------------------------------------------------------------- parts
 
 
-def _param_problems(wf: Workflow) -> list[Problem]:
+def _param_problems(wf: Workflow, declared: Collection[str]) -> list[Problem]:
     problems: list[Problem] = []
     first: dict[str, int] = {}
     for i, param in enumerate(wf.spec.params):
@@ -185,10 +217,47 @@ def _param_problems(wf: Workflow) -> list[Problem]:
             )
         else:
             first[param.name] = i
+        problems += _param_value_problems(param, path)
         for info in templating.inspect_templates(param.default, f"{path}.default"):
             problems += info.problems
             problems += _unknown_names(info.path, info.names, _PARAM_NAMES, "parameter defaults")
     return problems
+
+
+def _param_value_problems(param: ParamSpec, path: str) -> list[Problem]:
+    """``enum`` values and a non-template default that do not fit the declared type."""
+    problems: list[Problem] = []
+    for j, option in enumerate(param.enum or ()):
+        try:
+            parameters.convert_type(param, option)
+        except parameters.ParameterValueError as exc:
+            problems.append(Problem(f"{path}.enum[{j}]", str(exc)))
+    if not _is_template(param.default):
+        try:
+            parameters.convert(param, param.default)
+        except parameters.ParameterValueError as exc:
+            problems.append(Problem(f"{path}.default", str(exc)))
+    return problems
+
+
+def _param_references(where: str, used: frozenset[str], declared: Collection[str]) -> list[Problem]:
+    """A problem for each ``params.X`` a template uses that the workflow does not declare."""
+    problems = []
+    for name in sorted(n for n in used if n not in declared):
+        spelled = f"params.{name}" if name.isidentifier() else f"params[{name!r}]"
+        problems.append(
+            Problem(
+                where,
+                f"template uses {spelled} but the workflow declares no parameter "
+                f'"{name}"{_suggest(name, list(declared))}',
+            )
+        )
+    return problems
+
+
+def _is_template(value: Any) -> bool:
+    """A template string: its value is only known once the engine renders it."""
+    return isinstance(value, str) and templating.is_template(value)
 
 
 def _task_index(tasks: Sequence[TaskSpec], problems: list[Problem]) -> dict[str, int]:
@@ -278,7 +347,11 @@ def _template_fields(task: TaskSpec, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def _template_problems(
-    task: TaskSpec, path: str, index: Mapping[str, int], upstream: _Upstream
+    task: TaskSpec,
+    path: str,
+    index: Mapping[str, int],
+    upstream: _Upstream,
+    declared: Collection[str],
 ) -> list[Problem]:
     problems: list[Problem] = []
     fields = [(where, value, "body") for where, value in _template_fields(task, path)]
@@ -299,6 +372,7 @@ def _template_problems(
             problems += info.problems
             where, used_tasks, names = info.path, info.tasks, info.names
             problems += _unknown_names(where, names, _TASK_NAMES, "templates")
+            problems += _param_references(where, info.params, declared)
             for name in sorted(names & _FAN_OUT_NAMES):
                 if role == "forEach":
                     problems.append(Problem(where, f'"{name}" cannot be used in forEach itself'))

@@ -20,7 +20,7 @@ FLOW = textwrap.dedent(f"""\
     metadata: {{name: pricing}}
     spec:
       params:
-        - {{name: n, default: 3}}
+        - {{name: n, type: integer, default: 3}}
         - {{name: tag}}
       tasks:
         - name: list

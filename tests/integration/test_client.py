@@ -14,7 +14,7 @@ T = "tests.integration.tasks"
 def test_a_built_workflow_runs_to_the_end_from_python(database_url: str) -> None:
     flow = (
         Workflow.builder("from-python")
-        .param("n", default=3)
+        .param("n", default=3, type="integer")
         .task("list", function=f"{T}:symbols", args={"n": "{{ params.n }}"})
         .task("price", function=f"{T}:price", args={"symbol": "{{ item }}"})
         .depends_on("list")

@@ -14,7 +14,7 @@ from tideflow.engine import control
 from tideflow.engine.ports import Batch, utcnow
 from tideflow.engine.reconciler import EngineSettings
 from tideflow.errors import InvalidTransitionError, StorageError
-from tideflow.model import DesiredState, RunPhase, TaskPhase
+from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow
 from tideflow.storage.database import create_engine_for
 from tideflow.storage.migrating import upgrade
 from tideflow.storage.store import SqlStore
@@ -292,3 +292,162 @@ async def test_a_second_driver_follows_a_run_another_engine_owns(store: SqlStore
     followed = await asyncio.wait_for(follower.drive(run.id), 20)
     assert (await owner).phase is followed.phase is RunPhase.SUCCEEDED
     assert {t.attempt for t in store.list_tasks(run.id)} == {1}
+
+
+# -- control with no engine running ------------------------------------------------------
+
+
+async def test_terminate_of_a_run_no_engine_owns_takes_effect_at_once(store: SqlStore) -> None:
+    wf = workflow(
+        {"name": "a", "function": f"{T}:echo", "args": {"value": 1}},
+        {"name": "b", "function": f"{T}:echo", "dependsOn": ["a"], "args": {"value": 2}},
+    )
+    run = control.submit_run(store, wf)
+    control.request(store, "default", run.name, "terminate")
+    record = store.get_run_by_id(run.id)
+    assert (record.phase, record.owner, record.lease_expires_at) == (
+        RunPhase.TERMINATED,
+        None,
+        None,
+    )
+    assert record.finished_at is not None
+    assert phases(store, run.id) == {"a": TaskPhase.TERMINATED, "b": TaskPhase.TERMINATED}
+
+    # ... so that retry works with no server either.
+    control.request(store, "default", run.name, "retry")
+    final = await engine(store).drive(run.id)
+    assert final.phase is RunPhase.SUCCEEDED
+    assert [t.output for t in store.list_tasks(run.id)] == [1, 2]
+
+
+async def test_terminate_of_a_run_whose_engine_died_closes_the_lost_attempt(
+    store: SqlStore,
+) -> None:
+    wf = workflow(
+        {"name": "slow", "function": f"{T}:async_sleep", "args": {"seconds": 30}},
+        {"name": "after", "function": f"{T}:echo", "dependsOn": ["slow"], "args": {"value": 1}},
+    )
+    run = control.submit_run(store, wf)
+    # An engine claimed the run, started `slow` and died; its lease has expired.
+    past = utcnow() - timedelta(minutes=5)
+    expired = past + timedelta(seconds=30)
+    assert store.claim_run(run.id, "dead-engine", past, expired) is not None
+    slow = store.list_tasks(run.id)[0]
+    slow.phase, slow.attempt, slow.started_at = TaskPhase.RUNNING, 1, past
+    assert store.commit(Batch("dead-engine", expired, task_updates=[slow])) == set()
+
+    control.request(store, "default", run.name, "terminate")
+    record = store.get_run_by_id(run.id)
+    assert (record.phase, record.owner) == (RunPhase.TERMINATED, None)
+    tasks = {t.name: t for t in store.list_tasks(run.id)}
+    assert (tasks["slow"].phase, tasks["slow"].attempt) == (TaskPhase.TERMINATED, 1)
+    assert tasks["after"].phase is TaskPhase.TERMINATED
+    assert [log.text for log in store.get_logs(run.id, "slow")] == [
+        "attempt 1 was lost with its engine\n"
+    ]
+
+
+async def test_terminate_of_a_run_a_live_engine_owns_is_left_to_that_engine(
+    store: SqlStore,
+) -> None:
+    wf = workflow({"name": "a", "function": f"{T}:echo", "args": {"value": 1}})
+    run = control.submit_run(store, wf)
+    now = utcnow()
+    assert store.claim_run(run.id, "engine-a", now, now + timedelta(minutes=1)) is not None
+    control.request(store, "default", run.name, "terminate")
+    record = store.get_run_by_id(run.id)
+    # The request only changed the desired state: the claim is a compare-and-set.
+    assert (record.phase, record.owner) == (RunPhase.PENDING, "engine-a")
+    assert record.desired_state is DesiredState.TERMINATED
+    final = await engine(store, owner="engine-a").drive(run.id)
+    assert final.phase is RunPhase.TERMINATED
+    assert phases(store, run.id) == {"a": TaskPhase.TERMINATED}
+
+
+# -- what a retry runs again ------------------------------------------------------------
+
+
+def _handled(marker: Path, **handler: object) -> Workflow:
+    """``a`` fails until ``marker`` exists; ``handler`` handles its failure;
+    ``cleanup`` runs whatever happened to ``handler``."""
+    return workflow(
+        {"name": "a", "function": f"{T}:fail_once_per_file", "args": {"marker": str(marker)}},
+        {
+            "name": "handler",
+            "dependsOn": ["a"],
+            "triggerRule": "anyFailed",
+            **(handler or {"function": f"{T}:echo", "args": {"value": "handled"}}),
+        },
+        {
+            "name": "cleanup",
+            "function": f"{T}:echo",
+            "dependsOn": ["handler"],
+            "triggerRule": "allDone",
+            "args": {"value": "clean"},
+        },
+    )
+
+
+async def test_retry_reevaluates_what_is_downstream_of_a_fixed_failure(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    first, tasks = await execute(store, _handled(marker))
+    assert first.phase is RunPhase.FAILED
+    assert {n: (t.phase, t.output) for n, t in tasks.items()} == {
+        "a": (TaskPhase.FAILED, None),
+        "handler": (TaskPhase.SUCCEEDED, "handled"),
+        "cleanup": (TaskPhase.SUCCEEDED, "clean"),
+    }
+
+    marker.write_text("yes")
+    control.request(store, "default", first.name, "retry")
+    # Everything downstream of the failure was reset, succeeded or not.
+    assert set(phases(store, first.id).values()) == {TaskPhase.PENDING}
+    final = await asyncio.wait_for(engine(store).drive(first.id), 20)
+    assert final.phase is RunPhase.SUCCEEDED
+    after = {t.name: t for t in store.list_tasks(first.id)}
+    assert (after["a"].phase, after["a"].attempt, after["a"].output) == (
+        TaskPhase.SUCCEEDED,
+        2,
+        "fixed",
+    )
+    # Nothing failed any more: the handler is skipped and keeps no stale output.
+    assert (after["handler"].phase, after["handler"].output) == (TaskPhase.SKIPPED, None)
+    assert (after["cleanup"].phase, after["cleanup"].attempt) == (TaskPhase.SUCCEEDED, 2)
+
+
+async def test_retry_runs_a_failure_handler_again_when_the_failure_repeats(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    first, _ = await execute(store, _handled(tmp_path / "never"))
+    assert first.phase is RunPhase.FAILED
+    control.request(store, "default", first.name, "retry")
+    final = await asyncio.wait_for(engine(store).drive(first.id), 20)
+    assert final.phase is RunPhase.FAILED
+    after = {t.name: (t.phase, t.attempt) for t in store.list_tasks(first.id)}
+    assert after == {
+        "a": (TaskPhase.FAILED, 2),
+        "handler": (TaskPhase.SUCCEEDED, 2),
+        "cleanup": (TaskPhase.SUCCEEDED, 2),
+    }
+
+
+async def test_a_fanned_out_handler_skipped_on_retry_closes_its_sub_tasks(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    wf = _handled(marker, forEach="{{ [1, 2] }}", function=f"{T}:boom")
+    first, tasks = await execute(store, wf)
+    assert first.phase is RunPhase.FAILED
+    assert tasks["handler"].phase is TaskPhase.FAILED
+    assert {tasks[f"handler[{i}]"].phase for i in (0, 1)} == {TaskPhase.FAILED}
+
+    marker.write_text("yes")
+    control.request(store, "default", first.name, "retry")
+    # The failed sub-tasks were reset with their parent; when the parent is
+    # skipped they end with it instead of waiting forever.
+    final = await asyncio.wait_for(engine(store).drive(first.id), 20)
+    assert final.phase is RunPhase.SUCCEEDED
+    after = phases(store, first.id)
+    assert after["handler"] is after["handler[0]"] is after["handler[1]"] is TaskPhase.SKIPPED

@@ -34,7 +34,7 @@ async def test_outputs_flow_downstream_through_templates(store: SqlStore) -> Non
                 "{{ tasks['b'].output }}",
             ],
         },
-        params=[{"name": "offset", "default": 10}],
+        params=[{"name": "offset", "type": "integer", "default": 10}],
     )
     run, tasks = await execute(store, wf)
     assert run.phase is RunPhase.SUCCEEDED

@@ -6,6 +6,7 @@ Ownership, leases and commit fencing are in ``test_store_ownership.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 from collections.abc import Callable
@@ -101,7 +102,7 @@ def test_concurrent_applies_of_a_new_workflow_create_it_once(
 
 
 def test_missing_workflow_is_not_found(store: SqlStore) -> None:
-    with pytest.raises(NotFoundError, match='workflow "nope" not found in namespace "default"'):
+    with pytest.raises(NotFoundError, match=r'workflow "nope" not found in namespace default$'):
         store.get_workflow("default", "nope")
 
 
@@ -137,7 +138,7 @@ def test_create_run_refuses_duplicate_task_names(
 
 
 def test_missing_runs_are_not_found(store: SqlStore) -> None:
-    with pytest.raises(NotFoundError, match='run "x" not found in namespace "default"'):
+    with pytest.raises(NotFoundError, match=r'run "x" not found in namespace default$'):
         store.get_run("default", "x")
     with pytest.raises(NotFoundError, match="run with id 424242 not found"):
         store.get_run_by_id(424242)
@@ -271,7 +272,14 @@ def test_get_logs_covers_a_task_and_its_fan_out_children(
     ]
     assert store.commit(Batch("engine-a", T0 + TTL, logs=logs)) == set()
 
-    assert store.get_logs(run.id) == logs
+    stored = store.get_logs(run.id)
+    assert [dataclasses.replace(log, id=0) for log in stored] == logs
+    ids = [log.id for log in stored]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    # Following a log: only the lines written after the last one seen.
+    assert [log.text for log in store.get_logs(run.id, after=ids[2])] == [
+        log.text for log in logs[3:]
+    ]
     assert [log.text for log in store.get_logs(run.id, "fetch-bars")] == [
         "child 0",
         "parent",

@@ -10,8 +10,8 @@ from tests.unit import taskfns
 from tideflow.builder import WorkflowBuilder
 from tideflow.errors import TideflowError, ValidationError
 from tideflow.functions import FunctionError
-from tideflow.loading import load_path
-from tideflow.model import TriggerRule, Workflow
+from tideflow.loading import load_path, load_text
+from tideflow.model import ParamType, TriggerRule, Workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -69,6 +69,49 @@ def _design_example() -> Workflow:
 def test_builder_and_yaml_produce_equal_models() -> None:
     from_yaml = load_path(FIXTURES / "daily.yaml")[0][1]
     assert _design_example() == from_yaml
+
+
+TYPED_PARAMS = """\
+apiVersion: tideflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: typed}
+spec:
+  params:
+    - {name: trade_date, type: date, default: "{{ schedule.date }}"}
+    - {name: universe, enum: [csi300, csi500], default: csi300, description: index}
+    - {name: top, type: integer, enum: [5, 10], default: 10}
+    - {name: symbols, type: array, required: false}
+  tasks:
+    - {name: a, command: [echo, "{{ params.trade_date }}", "{{ params.top }}"]}
+"""
+
+
+def test_typed_parameters_are_built_like_yaml_declares_them() -> None:
+    built = (
+        Workflow.builder("typed")
+        .param("trade_date", default="{{ schedule.date }}", type="date")
+        .param("universe", default="csi300", enum=("csi300", "csi500"), description="index")
+        .param("top", default=10, type=ParamType.INTEGER, enum=[5, 10])
+        .param("symbols", type="array", required=False)
+        .task("a", command=["echo", "{{ params.trade_date }}", "{{ params.top }}"])
+        .build()
+    )
+    assert built == load_text(TYPED_PARAMS, "typed.yaml")[0]
+    assert [p.type for p in built.spec.params] == ["date", "string", "integer", "array"]
+
+
+def test_build_checks_parameter_types_and_references_like_yaml_does() -> None:
+    builder = (
+        Workflow.builder("w").param("n", default=3).task("a", command=["echo", "{{ params.m }}"])
+    )
+    with pytest.raises(ValidationError) as caught:
+        builder.build()
+    assert [str(p) for p in caught.value.problems] == [
+        'workflow w: spec.params[0].default: 3 is not a string (parameter "n" has type string; '
+        "declare type: integer, or quote the value)",
+        "workflow w: spec.tasks[0].command[1]: template uses params.m but the workflow declares "
+        'no parameter "m"',
+    ]
 
 
 def test_retry_and_timeout_before_any_task_apply_to_the_workflow() -> None:

@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 
 from tideflow.errors import Problem, ValidationError
-from tideflow.loading import dump_yaml, load_path, load_text, parse_manifest, read_path
+from tideflow.loading import (
+    dump_yaml,
+    load_checked,
+    load_path,
+    load_text,
+    parse_manifest,
+    read_path,
+)
 from tideflow.model import Workflow, WorkflowRun
-from tideflow.validation import validate_workflow
+from tideflow.validation import check, validate_workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -244,3 +251,267 @@ def test_a_refused_task_name_is_not_salvaged(tmp_path: Path) -> None:
     )
     _, problems, salvaged = read_path(tmp_path)
     assert [p.path for p in problems] == ["spec.tasks[0].name"] and salvaged == []
+
+
+# --------------------------------------------------------------------------- whole validation
+#
+# ``tideflow validate`` reports schema, template and semantic problems of a
+# document in one run. ``load_checked`` is that pipeline; ``_like_the_cli``
+# is how the command line composes it today (read_path, then check).
+
+INTERNALS = (
+    'template reaches for Python internals ("__class__"); only params, tasks, item, '
+    "index, run and schedule are available"
+)
+UNCLOSED = (
+    "template syntax error: line 1: unexpected end of template, expected 'end of print statement'."
+)
+
+
+def _checked(tmp_path: Path, text: str, name: str = "daily.yaml") -> list[tuple[str, str, str]]:
+    """(document, path, message) of every problem ``load_checked`` reports for ``text``."""
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(ValidationError) as caught:
+        load_checked([tmp_path / name], resolve_functions=True)
+    return [(Path(p.source).name, p.path, p.message) for p in caught.value.problems]
+
+
+def _like_the_cli(path: Path) -> list[Problem]:
+    manifests, problems, salvaged = read_path(path)
+    try:
+        check(manifests + salvaged)
+    except ValidationError as exc:
+        problems += exc.problems
+    return problems
+
+
+MIXED = _workflow(
+    "    - name: fetch\n"
+    '      function: "mytasks"\n'
+    "      timeoutSeconds: 0\n"
+    '      args: {a: "{{ \'\'.__class__ }}", b: "{{ unclosed"}\n'
+    "    - {name: clean, command: [echo], dependsOn: [fetc]}\n"
+)
+
+
+def test_schema_template_and_semantic_problems_of_a_document_come_in_one_run(
+    tmp_path: Path,
+) -> None:
+    assert _checked(tmp_path, MIXED) == [
+        (
+            "daily.yaml",
+            "spec.tasks[0].function",
+            "function reference 'mytasks' must look like 'package.module:attribute'",
+        ),
+        ("daily.yaml", "spec.tasks[0].timeoutSeconds", "must be greater than 0"),
+        ("daily.yaml", "spec.tasks[1].dependsOn[0]", 'unknown task "fetc" (did you mean "fetch"?)'),
+        ("daily.yaml", "spec.tasks[0].args.a", INTERNALS),
+        ("daily.yaml", "spec.tasks[0].args.b", UNCLOSED),
+    ]
+
+
+def test_the_cli_composition_reports_the_same_problems_once(tmp_path: Path) -> None:
+    (tmp_path / "daily.yaml").write_text(MIXED, encoding="utf-8")
+    problems = _like_the_cli(tmp_path / "daily.yaml")
+    assert len(problems) == len(set(problems)) == 5
+    assert {(p.path, p.message) for p in problems} == {
+        (path, message) for _, path, message in _checked(tmp_path, MIXED)
+    }
+
+
+def test_templates_of_a_field_the_schema_refused_are_still_checked(tmp_path: Path) -> None:
+    text = _workflow(
+        "    - name: a\n"
+        "      command: \"echo {{ ''.__class__ }}\"\n"
+        '      forEach: {symbols: "{{ unclosed"}\n'
+        '      env: {DATE: "{{ item }}"}\n'
+    )
+    assert _checked(tmp_path, text) == [
+        ("daily.yaml", "spec.tasks[0].command", "must be a list"),
+        ("daily.yaml", "spec.tasks[0].forEach", "must be a string or a list"),
+        ("daily.yaml", "spec.tasks[0].command", INTERNALS),
+        ("daily.yaml", "spec.tasks[0].forEach.symbols", UNCLOSED),
+    ]  # and no '"item" is only defined in tasks with forEach': forEach was refused, not absent
+
+
+def test_templates_are_checked_when_the_document_cannot_be_salvaged(tmp_path: Path) -> None:
+    text = _workflow(
+        "    - {name: Bad_Name, command: [\"{{ ''.__class__ }}\"]}\n"
+        '    - {name: b, command: [echo], args: {x: "{{ unclosed"}}\n'
+    )
+    assert _checked(tmp_path, text) == [
+        (
+            "daily.yaml",
+            "spec.tasks[0].name",
+            "invalid name 'Bad_Name': use lower-case letters, digits and '-', starting and "
+            "ending with a letter or digit",
+        ),
+        ("daily.yaml", "spec.tasks[0].command[0]", INTERNALS),
+        ("daily.yaml", "spec.tasks[1].args.x", UNCLOSED),
+    ]
+
+
+def test_a_task_of_no_kind_or_two_kinds_keeps_every_check_but_its_functions(
+    tmp_path: Path,
+) -> None:
+    text = _workflow(
+        '    - {name: a, function: no.such.module:f, command: ["{{ tasks.b.output }}"]}\n'
+        "    - name: b\n"
+        '      container: {image: alpine, command: ["{{ tasks.a.output }}"]}\n'
+        "    - {name: c, function: not-a-reference, dependsOn: [d]}\n"
+    )
+    assert _checked(tmp_path, text) == [
+        (
+            "daily.yaml",
+            "spec.tasks[0]",
+            "a task needs exactly one of function, command or container (found: function, command)",
+        ),
+        ("daily.yaml", "spec.tasks[1]", "container tasks need executor: kubernetes"),
+        (
+            "daily.yaml",
+            "spec.tasks[2].function",
+            "function reference 'not-a-reference' must look like 'package.module:attribute'",
+        ),
+        ("daily.yaml", "spec.tasks[2].dependsOn[0]", 'unknown task "d"'),
+        (
+            "daily.yaml",
+            "spec.tasks[0].command[0]",
+            "template uses tasks['b'] which is not upstream of \"a\"; add it to dependsOn",
+        ),
+        (
+            "daily.yaml",
+            "spec.tasks[1].container.command[0]",
+            "template uses tasks['a'] which is not upstream of \"b\"; add it to dependsOn",
+        ),
+    ]  # no.such.module is not imported: which kind the task should be is unknown
+
+
+def test_refused_args_or_executor_do_not_produce_signature_problems(tmp_path: Path) -> None:
+    text = _workflow(
+        "    - {name: a, function: 'tests.unit.taskfns:fetch_bars', args: [AAPL]}\n"
+        "    - {name: b, function: 'images.only:main', executor: k8s, dependsOn: [c]}\n"
+    )
+    assert _checked(tmp_path, text) == [
+        ("daily.yaml", "spec.tasks[0].args", "must be a mapping"),
+        ("daily.yaml", "spec.tasks[1].executor", '"k8s" is not one of local or kubernetes'),
+        ("daily.yaml", "spec.tasks[1].dependsOn[0]", 'unknown task "c"'),
+    ]
+
+
+def test_a_missing_field_drops_the_optional_mapping_holding_it(tmp_path: Path) -> None:
+    text = _workflow(
+        "    - name: a\n"
+        "      executor: kubernetes\n"
+        '      container: {command: ["{{ unclosed"]}\n'
+        "      compensate: {args: {v: \"{{ ''.__class__ }}\"}}\n"
+        "    - {name: b, command: [echo], dependsOn: [x]}\n"
+    )
+    assert _checked(tmp_path, text) == [
+        ("daily.yaml", "spec.tasks[0].container.image", "required field is missing"),
+        ("daily.yaml", "spec.tasks[0].compensate.function", "required field is missing"),
+        ("daily.yaml", "spec.tasks[0].container.command[0]", UNCLOSED),
+        ("daily.yaml", "spec.tasks[0].compensate.args.v", INTERNALS),
+        ("daily.yaml", "spec.tasks[1].dependsOn[0]", 'unknown task "x"'),
+    ]
+
+
+def test_a_refused_parameter_type_does_not_check_its_default_against_another(
+    tmp_path: Path,
+) -> None:
+    text = HEAD + (
+        "spec:\n"
+        "  params:\n"
+        "    - {name: n, type: int, default: 5, enum: []}\n"
+        "  tasks:\n"
+        '    - {name: a, command: ["{{ params.n }}"], dependsOn: [b]}\n'
+    )
+    assert [(path, message) for _, path, message in _checked(tmp_path, text)] == [
+        (
+            "spec.params[0].type",
+            '"int" is not one of string, integer, number, boolean, date, datetime, array or object',
+        ),
+        ("spec.params[0].enum", "must not be empty"),
+        ("spec.tasks[0].dependsOn[0]", 'unknown task "b"'),
+    ]
+
+
+def test_a_refused_name_is_put_back_so_a_repeated_definition_is_reported(tmp_path: Path) -> None:
+    document = HEAD.replace("daily", "Daily") + "spec:\n  tasks:\n    - {name: a, command: [x]}\n"
+    invalid = (
+        "invalid name 'Daily': use lower-case letters, digits and '-', starting and ending "
+        "with a letter or digit"
+    )
+    assert _checked(tmp_path, document + "---\n" + document) == [
+        ("daily.yaml[0]", "metadata.name", invalid),
+        ("daily.yaml[1]", "metadata.name", invalid),
+        (
+            "daily.yaml[1]",
+            "metadata.name",
+            f'Workflow "default/Daily" is defined twice (also in {tmp_path / "daily.yaml"}[0])',
+        ),
+    ]
+
+
+def test_a_document_of_unknown_api_version_gets_that_problem_only(tmp_path: Path) -> None:
+    text = MIXED.replace("tideflow.dev/v1alpha1", "tideflow.dev/v2")
+    assert _checked(tmp_path, text) == [
+        ("daily.yaml", "apiVersion", '"tideflow.dev/v2" is not tideflow.dev/v1alpha1')
+    ]
+    assert read_path(tmp_path / "daily.yaml")[2] == []
+
+
+def test_problems_come_file_by_file_then_document_by_document(tmp_path: Path) -> None:
+    broken = _workflow("    - {name: a, command: [echo], timeoutSeconds: 0, dependsOn: [b]}\n")
+    good = _workflow("    - {name: a, command: [echo]}\n")
+    documents = [(broken if i in (2, 10) else good).replace("daily", f"w{i}") for i in range(11)]
+    (tmp_path / "b.yaml").write_text(broken, encoding="utf-8")
+    problems = _checked(tmp_path, "---\n".join(documents), name="a.yaml")
+    assert [(source, path) for source, path, _ in problems] == [
+        ("a.yaml[2]", "spec.tasks[0].timeoutSeconds"),
+        ("a.yaml[2]", "spec.tasks[0].dependsOn[0]"),
+        ("a.yaml[10]", "spec.tasks[0].timeoutSeconds"),
+        ("a.yaml[10]", "spec.tasks[0].dependsOn[0]"),
+    ]
+    with pytest.raises(ValidationError) as caught:
+        load_checked([tmp_path / "b.yaml", tmp_path / "a.yaml"])
+    assert [Path(p.source).name for p in caught.value.problems] == [
+        "b.yaml",
+        "b.yaml",
+        "a.yaml[2]",
+        "a.yaml[2]",
+        "a.yaml[10]",
+        "a.yaml[10]",
+    ]
+
+
+BROKEN_DOCUMENTS = {
+    "mixed": MIXED,
+    "string command": _workflow("    - {name: a, command: \"{{ ''.__class__ }}\"}\n"),
+    "refused forEach": _workflow(
+        '    - {name: a, command: ["{{ item }}"], forEach: 3, args: {x: "{{ unclosed"}}\n'
+    ),
+    "refused name": _workflow('    - {name: A, command: ["{{ unclosed"]}\n'),
+    "two kinds": _workflow(
+        '    - {name: a, command: ["{{ x._y }}"], function: m:f, workingDir: "{{ unclosed"}\n'
+    ),
+    "param default": HEAD
+    + (
+        "spec:\n  params: [{name: p, default: \"{{ ''.__class__ }}\", type: text}]\n"
+        '  tasks: [{name: a, command: ["{{ params.p }}"], timeoutSeconds: -1}]\n'
+    ),
+    "compensate": _workflow(
+        '    - {name: a, command: [x], compensate: {function: m:f, args: {v: "{{ unclosed"}}, '
+        "timeoutSeconds: 0}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_DOCUMENTS)
+def test_no_problem_is_reported_twice(tmp_path: Path, name: str) -> None:
+    (tmp_path / "daily.yaml").write_text(BROKEN_DOCUMENTS[name], encoding="utf-8")
+    problems = _like_the_cli(tmp_path / "daily.yaml")
+    assert len(problems) == len(set(problems)), problems
+    assert any("template" in p.message for p in problems)
+    with pytest.raises(ValidationError) as caught:
+        load_checked([tmp_path / "daily.yaml"])
+    assert sorted(map(str, caught.value.problems)) == sorted(map(str, problems))

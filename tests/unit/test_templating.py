@@ -12,6 +12,7 @@ from tideflow.templating import (
     _analyse_jinja,
     _analyse_simple,
     referenced_names,
+    referenced_params,
     referenced_tasks,
     render,
     task_views,
@@ -141,6 +142,35 @@ def test_referenced_tasks_finds_every_spelling() -> None:
     assert referenced_tasks(value) == {"one", "two", "three", "four"}
 
 
+def test_referenced_params_finds_every_static_spelling() -> None:
+    value = {
+        "a": "{{ params.trade_date }}",
+        "b": ["{{ params['universe'] | upper }}", '{{ params["top-n"] }}-{{ item }}'],
+        "c": "{% if params.dry_run %}{{ params.limit + 1 }}{% endif %}",
+        "d": "{{ tasks.params.output }}-{{ params.symbols[0] }}",
+    }
+    assert referenced_params(value) == {
+        "trade_date",
+        "universe",
+        "top-n",
+        "dry_run",
+        "limit",
+        "symbols",
+    }
+
+
+def test_dynamic_lookups_and_methods_are_not_parameter_names() -> None:
+    value = [
+        "{{ params[name] }}",
+        "{{ params[0] }}",
+        "{{ params.get('x') }}",
+        "{% for k in params.keys() %}{{ k }}{% endfor %}",
+        "{% set params = {'y': 1} %}{{ params.y }}",
+        "{{ params|attr('z') }}",
+    ]
+    assert referenced_params(value) == set()
+
+
 def test_referenced_names_lists_top_level_variables_only() -> None:
     value = ["{{ parms.x }}", "{% for s in item %}{{ s }}{% endfor %}", "{{ tasks.a.output }}"]
     assert referenced_names(value) == {"parms", "item", "tasks"}
@@ -156,6 +186,11 @@ def test_referenced_names_lists_top_level_variables_only() -> None:
         "{{ tasks.a.output | length }}",
         "{{ run.name }}/{{ index }}",
         "}} {{ item }}",
+        "{{ params.trade_date }}",
+        "{{ params['universe'] }}-{{ params[\"top-n\"].x }}",
+        "{{ params.symbols[0] }} {{ params[0] }}",
+        "{{ params.a.b | length }}/{{ tasks.params.output }}",
+        "{{ item.params }}-{{ run['params'] }}",
     ],
 )
 def test_fast_analysis_agrees_with_jinja(template: str) -> None:

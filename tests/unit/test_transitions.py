@@ -71,11 +71,17 @@ def test_run_outcome() -> None:
 
 
 def test_finished_tasks_only_move_when_a_retry_resets_them() -> None:
-    assert not TASK_TRANSITIONS[S]
-    assert not TASK_TRANSITIONS[K]
-    assert can_transition(F, TaskPhase.PENDING)
-    assert not can_transition(S, TaskPhase.RUNNING)
-    assert can_transition(TaskPhase.RUNNING, TaskPhase.QUEUED)  # attempt lost with its engine
+    # A retry resets what failed and everything downstream, whatever its phase.
+    assert TASK_TRANSITIONS[S] == TASK_TRANSITIONS[K] == {TaskPhase.PENDING}
+    for finished in (S, F, K, U, T):
+        assert can_transition(finished, TaskPhase.PENDING)
+    # A succeeded or skipped task never runs again without a reset.
+    for phase in (S, K):
+        for other in TaskPhase:
+            if other not in (phase, TaskPhase.PENDING):
+                assert not can_transition(phase, other), (phase, other)
+    # Lost with its engine, or handed back by it: queued for a new attempt.
+    assert can_transition(TaskPhase.RUNNING, TaskPhase.QUEUED)
 
 
 LIVE = [RunPhase.PENDING, RunPhase.RUNNING, RunPhase.PAUSED]

@@ -150,11 +150,21 @@ def test_unknown_template_variables_are_refused_with_a_suggestion() -> None:
     ]
 
 
-def test_parameter_defaults_can_only_use_params_run_and_schedule() -> None:
-    wf = _workflow(_cmd("a"), params=[{"name": "d", "default": "{{ tasks.a.output }}"}])
+def test_parameter_defaults_can_only_use_run_and_schedule() -> None:
+    # Defaults are rendered before any parameter has a value: params would always fail.
+    wf = _workflow(
+        _cmd("a"),
+        params=[
+            {"name": "d", "default": "{{ tasks.a.output }}"},
+            {"name": "e", "default": "{{ params.d }}"},
+            {"name": "f", "default": "{{ schedule.date }}-{{ run.name }}"},
+        ],
+    )
     assert _messages(wf) == [
         'spec.params[0].default: unknown variable "tasks"; parameter defaults can use '
-        "params, run, schedule"
+        "run, schedule",
+        'spec.params[1].default: unknown variable "params"; parameter defaults can use '
+        "run, schedule",
     ]
 
 
@@ -183,7 +193,7 @@ def test_for_each_may_use_params_or_a_literal_list() -> None:
     wf = _workflow(
         _cmd("a", forEach="{{ params.symbols }}"),
         _cmd("b", forEach=["AAPL", "MSFT"]),
-        params=[{"name": "symbols", "default": ["AAPL"]}],
+        params=[{"name": "symbols", "type": "array", "default": ["AAPL"]}],
     )
     assert _messages(wf) == []
 
@@ -315,3 +325,126 @@ def test_validating_a_ten_thousand_task_chain_reports_nothing_for_a_valid_chain(
         for i in range(n)
     ]
     assert _messages(_workflow(*tasks)) == []
+
+
+# --------------------------------------------------------------------------- typed parameters
+
+
+def test_defaults_must_fit_the_declared_type() -> None:
+    wf = _workflow(
+        _cmd("a"),
+        params=[
+            {"name": "universe_size", "default": 60},
+            {"name": "day", "type": "date", "default": "2026-02-30"},
+            {"name": "at", "type": "datetime", "default": "2026-11-30T09:30:00"},
+            {"name": "symbols", "type": "array", "default": "600519.SH"},
+            {"name": "ok", "type": "integer", "default": 60},
+            {"name": "later", "type": "date", "default": "{{ schedule.date }}"},
+            {"name": "none", "type": "integer", "default": None},
+        ],
+    )
+    assert _messages(wf) == [
+        'spec.params[0].default: 60 is not a string (parameter "universe_size" has type string; '
+        "declare type: integer, or quote the value)",
+        'spec.params[1].default: "2026-02-30" is not a date: day is out of range for month '
+        '(parameter "day" has type date)',
+        'spec.params[2].default: "2026-11-30T09:30:00" is not a date-time: it has no UTC offset '
+        '(parameter "at" has type datetime; add Z or an offset such as +08:00)',
+        'spec.params[3].default: "600519.SH" is not an array: invalid JSON at character 7: '
+        'extra data (parameter "symbols" has type array; write it as JSON, e.g. ["a", "b"])',
+    ]
+
+
+def test_enum_values_must_fit_the_type_and_the_default_must_be_one_of_them() -> None:
+    wf = _workflow(
+        _cmd("a"),
+        params=[
+            {"name": "universe", "enum": ["csi300", "csi500"], "default": "sp500"},
+            {"name": "limit", "type": "integer", "enum": [10, "x", True]},
+            {"name": "top", "type": "integer", "enum": [5, 10], "default": "10"},
+        ],
+    )
+    assert _messages(wf) == [
+        'spec.params[0].default: "sp500" is not one of "csi300", "csi500" (parameter "universe")',
+        'spec.params[1].enum[1]: "x" is not an integer (parameter "limit" has type integer)',
+        'spec.params[1].enum[2]: true is not an integer (parameter "limit" has type integer)',
+    ]
+
+
+def test_an_unknown_parameter_type_lists_the_types() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _workflow(_cmd("a"), params=[{"name": "n", "type": "int"}, {"name": "e", "enum": []}])
+    assert [str(p) for p in caught.value.problems] == [
+        'spec.params[0].type: "int" is not one of string, integer, number, boolean, date, '
+        "datetime, array or object",
+        "spec.params[1].enum: must not be empty",
+    ]
+
+
+def test_templates_may_only_use_declared_parameters() -> None:
+    fields = {
+        "args": {"d": "{{ params.trade_dat }}", "ok": "{{ params.trade_date }}"},
+        "env": {"U": "{{ params['universe_sise'] }}"},
+        "workingDir": '/data/{{ params["nope"] }}',
+        "forEach": "{{ params.symbls }}",
+        "compensate": {"function": f"{FN}:takes_anything", "args": {"x": "{{ params.undo }}"}},
+    }
+    container = {"image": "img", "command": ["{{ params.cmd }}"], "args": ["{{ params.arg }}"]}
+    wf = _workflow(
+        _cmd("a", command=["echo", "{{ params['trade-day'] }}"], **fields),
+        {"name": "k", "container": container, "executor": "kubernetes"},
+        params=[
+            {"name": "trade_date"},
+            {"name": "universe_size", "type": "integer", "default": 60},
+            {"name": "symbols", "type": "array", "default": ["AAPL"]},
+            {"name": "label", "default": "{{ run.name }}"},
+        ],
+    )
+    assert _messages(wf) == [
+        "spec.tasks[0].args.d: template uses params.trade_dat but the workflow declares no "
+        'parameter "trade_dat" (did you mean "trade_date"?)',
+        "spec.tasks[0].command[1]: template uses params['trade-day'] but the workflow declares "
+        'no parameter "trade-day" (did you mean "trade_date"?)',
+        "spec.tasks[0].env.U: template uses params.universe_sise but the workflow declares no "
+        'parameter "universe_sise" (did you mean "universe_size"?)',
+        "spec.tasks[0].workingDir: template uses params.nope but the workflow declares no "
+        'parameter "nope"',
+        "spec.tasks[0].forEach: template uses params.symbls but the workflow declares no "
+        'parameter "symbls" (did you mean "symbols"?)',
+        "spec.tasks[0].compensate.args.x: template uses params.undo but the workflow declares "
+        'no parameter "undo"',
+        "spec.tasks[1].container.command[0]: template uses params.cmd but the workflow declares "
+        'no parameter "cmd"',
+        "spec.tasks[1].container.args[0]: template uses params.arg but the workflow declares "
+        'no parameter "arg"',
+    ]
+
+
+def test_a_bad_default_is_a_problem_of_the_workflow_not_of_its_runs() -> None:
+    wf = _workflow(_cmd("a"), params=[{"name": "n", "type": "integer", "default": "x"}])
+    run = parse_manifest(
+        {
+            "apiVersion": "tideflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "daily-1"},
+            "spec": {"workflowRef": {"name": "daily"}, "params": {"n": "y"}},
+        }
+    )
+    with pytest.raises(ValidationError) as caught:
+        check([("flow.yaml", wf), ("run.yaml", run)])
+    assert [str(p) for p in caught.value.problems] == [
+        'flow.yaml: spec.params[0].default: "x" is not an integer (parameter "n" has type integer)',
+        'run.yaml: spec.params.n: "y" is not an integer (parameter "n" has type integer)',
+    ]
+    assert check_params(wf, {}) == {"n": "x"}  # submit_run refuses it once rendered
+
+
+def test_dynamic_parameter_lookups_and_mapping_methods_are_not_checked() -> None:
+    args = {
+        "a": "{{ params[params.key] }}",
+        "b": "{% for k, v in params.items() %}{{ k }}{% endfor %}",
+        "c": "{{ params.get('key') }}",
+        "d": "{% set params = {'x': 1} %}{{ params.x }}",
+    }
+    wf = _workflow(_cmd("a", args=args), params=[{"name": "key", "default": "key"}])
+    assert _messages(wf) == []

@@ -1,5 +1,5 @@
-"""The ``tideflow`` command line (typer + rich)."""
+"""The ``tideflow`` command line (click + rich)."""
 
-from tideflow.cli.app import app, entry, main
+from tideflow.cli.app import cli, entry, main
 
-__all__ = ["app", "entry", "main"]
+__all__ = ["cli", "entry", "main"]

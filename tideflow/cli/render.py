@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import yaml
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tideflow.cli.session import Output
 from tideflow.engine.ports import RunRecord, TaskRecord, WorkflowRecord
 from tideflow.model import (
     ObjectMeta,
@@ -31,12 +31,6 @@ from tideflow.model.manifests import Condition
 # Piped output is not wrapped at 80 columns (scripts read it); a terminal gets its width.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class Output(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    YAML = "yaml"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -63,6 +57,10 @@ def emit(data: Any, output: Output) -> None:
     """Print plain data as JSON or YAML."""
     if output is Output.JSON:
         console.print_json(json.dumps(data, default=str), indent=2, highlight=False)
+    elif output is Output.NAME:
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            console.print(object_name(item), markup=False)
     else:
         console.print(
             yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip(), markup=False
@@ -70,7 +68,23 @@ def emit(data: Any, output: Output) -> None:
 
 
 #: Free-text columns: these fold; every other column (names, phases, numbers) never wraps.
-_FREE_TEXT = frozenset({"OUTPUT", "ERROR"})
+_FREE_TEXT = frozenset({"OUTPUT", "ERROR", "DESCRIPTION"})
+
+
+#: ``-o name`` prints objects the way kubectl does: ``kind.group/name``.
+_RESOURCE = {"Workflow": "workflow.tideflow.dev", "WorkflowRun": "workflowrun.tideflow.dev"}
+
+
+def object_name(document: dict[str, Any]) -> str:
+    kind = _RESOURCE.get(str(document.get("kind")), "task")
+    name = document["metadata"]["name"] if "metadata" in document else document["name"]
+    return f"{kind}/{name}"
+
+
+def empty(kind: str, namespace: str | None) -> None:
+    """An empty listing says so on stderr, so scripts reading stdout see nothing."""
+    where = f"in namespace {namespace}" if namespace else "in any namespace"
+    errors.print(f"No {kind} found {where}.", markup=False)
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -113,17 +127,15 @@ def task_counts(tasks: Sequence[TaskRecord]) -> TaskCounts:
 def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
     """The run as a ``WorkflowRun`` manifest with its status."""
     counts = task_counts(tasks)
-    done = counts.succeeded + counts.failed + counts.skipped + counts.upstream_failed
-    done += counts.terminated
     ready = Condition(
         type="Ready",
         status="True" if run.phase is RunPhase.SUCCEEDED else "False",
         reason=run.phase.value,
-        message=run.message or f"{done}/{counts.total} tasks done",
+        message=run.message or progress_message(run.phase, counts),
         last_transition_time=run.finished_at or run.started_at or run.created_at,
     )
     return WorkflowRun(
-        metadata=ObjectMeta(name=run.name, namespace=run.namespace),
+        metadata=ObjectMeta(name=run.name, namespace=run.namespace, labels=run.labels or None),
         spec=WorkflowRunSpec(
             workflow_ref=WorkflowRef(name=run.workflow_name),
             params=run.params,
@@ -139,6 +151,27 @@ def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
             finished_at=run.finished_at,
         ),
     )
+
+
+def done(counts: TaskCounts) -> int:
+    """Tasks that reached a final phase."""
+    return (
+        counts.succeeded
+        + counts.failed
+        + counts.skipped
+        + counts.upstream_failed
+        + counts.terminated
+    )
+
+
+def progress_message(phase: RunPhase, counts: TaskCounts) -> str:
+    if phase is RunPhase.TERMINATED:
+        finished = done(counts) - counts.terminated
+        return (
+            f"terminated: {finished} of {counts.total} tasks finished, "
+            f"{counts.terminated} terminated"
+        )
+    return f"{done(counts)}/{counts.total} tasks done"
 
 
 def run_document(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
@@ -166,19 +199,40 @@ def task_document(task: TaskRecord) -> dict[str, Any]:
     }
 
 
-def workflow_row(record: WorkflowRecord, now: datetime) -> list[Any]:
+WORKFLOW_COLUMNS = ["NAMESPACE", "NAME", "TASKS", "GENERATION", "AGE"]
+WORKFLOW_WIDE = ["LABELS", "DESCRIPTION"]
+RUN_COLUMNS = ["NAMESPACE", "NAME", "WORKFLOW", "PHASE", "DESIRED", "AGE", "DURATION"]
+RUN_WIDE = ["PROGRESS", "OWNER", "LABELS"]
+TASK_COLUMNS = ["TASK", "PHASE", "ATTEMPT", "DURATION", "OUTPUT", "ERROR"]
+TASK_WIDE = ["STARTED", "FINISHED"]
+
+
+def labels_text(labels: dict[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "-"
+
+
+def workflow_row(record: WorkflowRecord, now: datetime, *, wide: bool = False) -> list[Any]:
     spec = record.workflow.spec
-    return [
+    row: list[Any] = [
         record.namespace,
         record.name,
         len(spec.tasks),
         record.generation,
         age(record.updated_at, now),
     ]
+    if wide:
+        row += [labels_text(record.workflow.metadata.labels), spec.description or "-"]
+    return row
 
 
-def run_row(run: RunRecord, now: datetime) -> list[Any]:
-    return [
+def run_row(
+    run: RunRecord,
+    now: datetime,
+    *,
+    wide: bool = False,
+    tasks: Sequence[TaskRecord] | None = None,
+) -> list[Any]:
+    row: list[Any] = [
         run.namespace,
         run.name,
         run.workflow_name,
@@ -187,13 +241,17 @@ def run_row(run: RunRecord, now: datetime) -> list[Any]:
         age(run.created_at, now),
         duration(run.started_at, run.finished_at or (now if run.started_at else None)),
     ]
+    if wide:
+        counts = task_counts(tasks or [])
+        row += [f"{done(counts)}/{counts.total}", run.owner or "-", labels_text(run.labels)]
+    return row
 
 
-def task_row(task: TaskRecord) -> list[Any]:
+def task_row(task: TaskRecord, *, wide: bool = False) -> list[Any]:
     output = json.dumps(task.output, default=str) if task.output is not None else None
     if output and len(output) > 40:
         output = output[:37] + "..."
-    return [
+    row: list[Any] = [
         task.name,
         _phase(task.phase.value),
         task.attempt,
@@ -201,6 +259,9 @@ def task_row(task: TaskRecord) -> list[Any]:
         output,
         task.error,
     ]
+    if wide:
+        row += [iso(task.started_at) or "-", iso(task.finished_at) or "-"]
+    return row
 
 
 _COLOURS = {

@@ -1,20 +1,40 @@
-"""``--wait``: drive a run in this process (or follow it), with live progress."""
+"""``--wait``: drive a run in this process (or follow it), with live progress.
+
+The terminal shows a progress bar, one line per failed task as it fails, and
+a summary at the end; what tasks print or log goes to their attempts' logs
+in the database only (``verbose`` streams their log records too). SIGINT or
+SIGTERM stops waiting cleanly: a run this process drives is handed back for a
+server to continue, and the exit status is 128 + the signal's number.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import time
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from tideflow.cli import render
 from tideflow.config import Settings
 from tideflow.engine.ports import RunRecord, Store
-from tideflow.engine.reconciler import Engine, Event
+from tideflow.engine.reconciler import Driven, Ending, Engine, Event
+from tideflow.executors import capture
 from tideflow.executors.local import LocalExecutor
 from tideflow.model import RunPhase, TaskPhase
 
-_DONE = {"Succeeded", "Failed", "Skipped", "UpstreamFailed", "Terminated"}
+_DONE = {
+    TaskPhase.SUCCEEDED,
+    TaskPhase.FAILED,
+    TaskPhase.SKIPPED,
+    TaskPhase.UPSTREAM_FAILED,
+    TaskPhase.TERMINATED,
+}
+#: The signals that stop waiting; the exit status is 128 + the signal's number.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_engine(store: Store, settings: Settings) -> Engine:
@@ -23,8 +43,26 @@ def build_engine(store: Store, settings: Settings) -> Engine:
     )
 
 
-def wait_for(store: Store, settings: Settings, run: RunRecord) -> int:
-    """Drive ``run`` to its end and print a summary; the exit status to use."""
+def wait_for(store: Store, settings: Settings, run: RunRecord, *, verbose: bool = False) -> int:
+    """Drive ``run`` until it finishes, showing progress, and return the exit status.
+
+    If another engine owns the run, this follows it instead. On SIGINT or
+    SIGTERM it stops: a run this process owns is handed back at once
+    (attempts in flight are killed and will run again on the next owner; the
+    lease is released so a server continues without waiting for it to
+    expire); a followed run just continues on its engine. One line on stderr
+    says which.
+
+    Args:
+        store: The database.
+        settings: The engine's settings.
+        run: The run to wait for.
+        verbose: Also show the log records tasks emit, above the progress bar.
+
+    Returns:
+        0 if the run Succeeded, 1 if it finished otherwise, 130 after SIGINT
+        and 143 after SIGTERM.
+    """
     engine = build_engine(store, settings)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -38,23 +76,114 @@ def wait_for(store: Store, settings: Settings, run: RunRecord) -> int:
     bar = progress.add_task(run.name, total=None, detail="starting")
 
     def on_event(event: Event) -> None:
+        if event.kind == f"Task{TaskPhase.FAILED.value}" and event.task is not None:
+            progress.console.print(failure_line(event.task, event.attempt, event.error))
         if event.counts is None:
             return
         counts = event.counts
         total = sum(counts.values())
-        done = sum(n for phase, n in counts.items() if phase in _DONE)
-        detail = " ".join(
-            f"{phase.lower()}={n}"
-            for phase, n in sorted(counts.items())
-            if n and phase not in ("Pending",)
-        )
-        progress.update(bar, total=total, completed=min(done, total), detail=detail)
+        done = sum(counts.get(phase.value, 0) for phase in _DONE)
+        progress.update(bar, total=total, completed=min(done, total), detail=detail(counts))
 
     engine.listeners.append(on_event)
+    echo = _AttemptEcho(progress.console) if verbose else None
+    if echo is not None:
+        logging.getLogger().addHandler(echo)
     started = time.monotonic()
-    with progress:
-        final = asyncio.run(engine.drive(run.id))
-    return summarize(store, final, time.monotonic() - started)
+    try:
+        with progress:
+            # In a terminal, rich now routes sys.stdout/stderr above the bar; route
+            # them again so that what tasks print still goes to their logs.
+            capture.install()
+            driven, signum = asyncio.run(_drive(engine, run.id))
+    finally:
+        if echo is not None:
+            logging.getLogger().removeHandler(echo)
+    if driven.ending is Ending.FINISHED:
+        return summarize(store, driven.record, time.monotonic() - started)
+    name = driven.record.name
+    if driven.ending is Ending.HANDED_BACK or driven.record.owner is None:
+        message = (
+            f"run {name} handed back: a server will continue it; "
+            f'"tideflow terminate {name}" stops it'
+        )
+    else:
+        message = f"stopped following run {name}; it continues on its engine"
+    render.errors.print(message, markup=False, highlight=False)
+    return 128 + (signum or int(signal.SIGINT))
+
+
+async def _drive(engine: Engine, run_id: int) -> tuple[Driven, int | None]:
+    """Drive the run with SIGINT and SIGTERM stopping the engine; returns how
+    driving ended and the signal that stopped it, if any."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        # The first signal stops the engine. Later ones (a second Ctrl-C while the
+        # run is being handed back) are ignored: interrupting the hand-back would
+        # leave the run owned until its lease expires, and print a traceback.
+        if not received:
+            received.append(signum)
+            stop.set()
+
+    installed: list[signal.Signals] = []
+    for sig in _STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, on_signal, int(sig))
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or no signals here: nothing can stop it but its end
+        installed.append(sig)
+    try:
+        driven = await engine.drive_until(run_id, stop)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)  # back to the default handlers
+    return driven, received[0] if received else None
+
+
+def failure_line(task: str, attempt: int | None, error: str | None) -> Text:
+    """``✗ TASK (attempt N): ERROR``, the line a failed task gets."""
+    line = Text("✗ ", style="red")
+    line.append(task if attempt is None else f"{task} (attempt {attempt})")
+    if error:
+        line.append(": ")
+        line.append(error)
+    return line
+
+
+def detail(counts: dict[str, int]) -> str:
+    """The progress bar's detail: task counts by phase, named as everywhere
+    (``Running=2 Succeeded=7 UpstreamFailed=1``), in the state machine's order."""
+    return " ".join(
+        f"{phase.value}={counts[phase.value]}"
+        for phase in TaskPhase
+        if phase is not TaskPhase.PENDING and counts.get(phase.value)
+    )
+
+
+class _AttemptEcho(logging.Handler):
+    """Shows the log records tasks emit, above the progress bar (``verbose``).
+
+    They are stored with their attempts either way; the terminal handler of
+    the command line drops them (``capture.OutsideAttempts``)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log = capture.current.get()
+        if log is None:
+            return  # an engine record: the command line's own handler shows it
+        try:
+            text = f"{log.label}: {self.format(record)}" if log.label else self.format(record)
+            with capture.outside_attempt():  # else the line would go to the attempt's log
+                self._console.print(Text(text, style="dim"))
+        except Exception:
+            self.handleError(record)
 
 
 def summarize(store: Store, run: RunRecord, elapsed: float | None = None) -> int:
@@ -62,13 +191,13 @@ def summarize(store: Store, run: RunRecord, elapsed: float | None = None) -> int
     counts = render.task_counts(tasks)
     took = f" in {elapsed:.1f}s" if elapsed is not None else ""
     parts = [
-        f"{n} {label}"
-        for label, n in (
-            ("succeeded", counts.succeeded),
-            ("failed", counts.failed),
-            ("upstream-failed", counts.upstream_failed),
-            ("skipped", counts.skipped),
-            ("terminated", counts.terminated),
+        f"{n} {phase.value}"
+        for phase, n in (
+            (TaskPhase.SUCCEEDED, counts.succeeded),
+            (TaskPhase.FAILED, counts.failed),
+            (TaskPhase.UPSTREAM_FAILED, counts.upstream_failed),
+            (TaskPhase.SKIPPED, counts.skipped),
+            (TaskPhase.TERMINATED, counts.terminated),
         )
         if n
     ]

@@ -3,26 +3,36 @@
 Front doors (CLI, HTTP API, operator) call these functions. They never touch
 a running attempt: they write the desired state (and, for ``retry``, reset
 task instances) in the database with a compare-and-set on the run's
-generation, and whichever engine owns the run converges to it.
+generation, and whichever engine owns the run converges to it. A run that no
+live engine owns is terminated by the request itself, which takes the run's
+lease like an engine for that moment (:func:`terminate_unowned`), so
+``terminate`` then ``retry`` works with no server running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tideflow.dag import Graph
-from tideflow.engine.ports import RunRecord, Store, TaskRecord, utcnow
-from tideflow.engine.transitions import Action, plan_control
+from tideflow.engine.driving import new_owner_id
+from tideflow.engine.ports import Batch, RunRecord, Store, TaskRecord, utcnow
+from tideflow.engine.runstate import RunState
+from tideflow.engine.transitions import Action, can_transition, plan_control
 from tideflow.errors import ConflictError, Problem, ValidationError
 from tideflow.model import RETRYABLE_TASK_PHASES, DesiredState, RunPhase, TaskPhase, Workflow
+from tideflow.parameters import convert_values
 from tideflow.templating import render
 from tideflow.validation import check_params
 
 #: Attempts at a compare-and-set before giving up on a run that keeps changing.
 _CAS_TRIES = 20
+#: The lease a terminate request takes on a run no engine owns. It is released
+#: in the same commit; the length only matters if this process dies meanwhile.
+_CONTROL_LEASE = timedelta(seconds=30)
 
 
 def plan_tasks(workflow: Workflow) -> list[TaskRecord]:
@@ -42,14 +52,16 @@ def submit_run(
     *,
     name: str | None = None,
     desired: DesiredState = DesiredState.RUNNING,
+    labels: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> RunRecord:
     """Record a new run of ``workflow`` (a snapshot of it) for an engine to execute.
 
-    Parameters are checked against the workflow's declarations and their
-    defaults rendered (``{{ schedule.date }}`` is the current UTC date for a
-    run started by hand). Raises ``ValidationError`` for bad parameters and
-    ``ConflictError`` if ``name`` is taken.
+    Parameters are checked against the workflow's declarations and converted
+    to their declared types; template values are rendered (``{{ schedule.date }}``
+    is the current UTC date for a run started by hand) and then converted too.
+    Raises ``ValidationError`` for bad parameters and ``ConflictError`` if
+    ``name`` is taken.
     """
     now = now or utcnow()
     merged = check_params(workflow, params or {})
@@ -67,6 +79,8 @@ def submit_run(
         rendered = {key: render(value, context) for key, value in merged.items()}
     except Exception as exc:
         raise ValidationError([Problem("spec.params", f"cannot render a default: {exc}")]) from exc
+    # A rendered template ("{{ schedule.date }}") must fit its type like any value.
+    rendered = convert_values(workflow.spec.params, rendered, given=params or {})
     record = RunRecord(
         id=0,
         namespace=workflow.metadata.namespace,
@@ -77,6 +91,7 @@ def submit_run(
         desired_state=desired,
         phase=RunPhase.PENDING,
         created_at=now,
+        own_labels=dict(labels or {}),
     )
     return store.create_run(record, plan_tasks(workflow))
 
@@ -86,7 +101,8 @@ def request(store: Store, namespace: str, name: str, action: Action) -> RunRecor
 
     Raises ``NotFoundError`` for an unknown run and ``InvalidTransitionError``
     when the run's state forbids the action. Returns the run as it was read
-    just before the request took effect.
+    just before the request took effect. ``terminate`` of a run no live engine
+    owns has completed when this returns (see :func:`terminate_unowned`).
     """
     for _ in range(_CAS_TRIES):
         run = store.get_run(namespace, name)
@@ -97,16 +113,75 @@ def request(store: Store, namespace: str, name: str, action: Action) -> RunRecor
         if store.request_control(
             run.id, run.generation, plan.desired, reset_tasks=reset, reopen=plan.reopen
         ):
+            if plan.desired is DesiredState.TERMINATED:
+                terminate_unowned(store, run.id)
             return run
     raise ConflictError(f"run {name!r} kept changing; try again")
+
+
+def terminate_unowned(store: Store, run_id: int, now: datetime | None = None) -> RunRecord | None:
+    """Carry out a requested termination here, if no live engine owns the run.
+
+    The request claims the run as an engine would (one compare-and-set that
+    only succeeds while the run is unowned or its lease has expired), loads
+    it into a :class:`RunState`, which converges it to its desired state
+    Terminated (unfinished tasks Terminated, the run Terminated), and writes
+    that in one commit fenced by the claim, which also releases the run.
+    Nothing executes here: an attempt of a dead engine is only recorded as
+    lost. If an engine owns the run, or claims it first, nothing happens and
+    that engine terminates the run itself.
+
+    Args:
+        store: Where the run lives.
+        run_id: A run whose desired state is already Terminated.
+        now: The time to record; defaults to the current time.
+
+    Returns:
+        The run as terminated here, or None if an engine has it.
+    """
+    now = now or utcnow()
+    owner = new_owner_id()
+    until = now + _CONTROL_LEASE
+    record = store.claim_run(run_id, owner, now, until)
+    if record is None:
+        return None
+    try:
+        if record.desired_state is not DesiredState.TERMINATED:
+            store.release(owner, [run_id])  # another request changed it since
+            return None
+        state = RunState(record, store.load_tasks(run_id), now)
+        runs, inserts, updates, logs = state.take_writes()
+        batch = Batch(owner, until, runs, inserts, updates, logs, release=[run_id])
+        lost = store.commit(batch)
+    except BaseException:
+        # Give the run back so that an engine need not wait for this lease to expire.
+        with contextlib.suppress(Exception):
+            store.release(owner, [run_id])
+        raise
+    if lost:
+        return None
+    state.record.owner = state.record.lease_expires_at = None  # released by the commit
+    return state.record
 
 
 def retry_resets(workflow: Workflow, tasks: list[TaskRecord]) -> list[TaskRecord]:
     """Task instances a retry of a finished run sets back to Pending.
 
-    Failed, upstream-failed and terminated tasks, and every unsucceeded task
-    downstream of them, run again; succeeded tasks keep their outputs. A
-    fanned-out task whose failed sub-tasks are reset waits for them again.
+    Failed, upstream-failed and terminated tasks run again, and so does every
+    task downstream of them, whatever its phase: a task that succeeded or was
+    skipped may decide otherwise once its upstream tasks finish again (a
+    failure handler that ran is skipped when what it handles now succeeds,
+    and runs again when it fails again). Succeeded tasks with no reset task
+    upstream keep their outputs. A fanned-out task keeps its sub-tasks: the
+    succeeded ones keep their outputs, the others run again once the task is
+    ready again.
+
+    Args:
+        workflow: The run's workflow snapshot.
+        tasks: Every task instance of the run (they are modified in place).
+
+    Returns:
+        The reset instances, to write in the same transaction as the request.
     """
     graph = Graph.from_tasks(workflow.spec.tasks)
     by_name = {t.name: t for t in tasks}
@@ -114,28 +189,32 @@ def retry_resets(workflow: Workflow, tasks: list[TaskRecord]) -> list[TaskRecord
     for task in tasks:
         if task.index is not None:
             children.setdefault(task.task, []).append(task)
-    reset: dict[str, TaskRecord] = {}
+    reset: list[TaskRecord] = []
 
-    def clear(task: TaskRecord, phase: TaskPhase) -> None:
-        task.phase = phase
+    def clear(task: TaskRecord) -> None:
+        if not can_transition(task.phase, TaskPhase.PENDING):
+            raise AssertionError(f"{task.name}: a retry cannot reset a {task.phase} task")
+        task.phase = TaskPhase.PENDING
         task.attempt_base = task.attempt  # a retried run gives each task its full retries
+        task.output = None
         task.error = None
+        task.started_at = None
         task.finished_at = None
         task.not_before = None
-        reset[task.name] = task
+        reset.append(task)
 
+    # One pass in topological order: a task is affected if it failed or anything
+    # upstream of it is affected.
+    affected: set[str] = set()
     for name in graph.order:
         task = by_name[name]
-        if task.phase not in RETRYABLE_TASK_PHASES:
+        if task.phase not in RETRYABLE_TASK_PHASES and not any(
+            u in affected for u in graph.upstream[name]
+        ):
             continue
-        for affected in (name, *sorted(graph.descendants(name))):
-            target = by_name[affected]
-            if target.phase is TaskPhase.SUCCEEDED or affected in reset:
-                continue
-            # A fanned-out task keeps its sub-tasks: succeeded ones keep their
-            # outputs, the others run again once the task is ready again.
-            for kid in children.get(affected, []):
-                if kid.phase in RETRYABLE_TASK_PHASES:
-                    clear(kid, TaskPhase.PENDING)
-            clear(target, TaskPhase.PENDING)
-    return list(reset.values())
+        affected.add(name)
+        for kid in children.get(name, []):
+            if kid.phase in RETRYABLE_TASK_PHASES:
+                clear(kid)
+        clear(task)
+    return reset

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow
+from tideflow.model.labels import LabelSelector
 
 ApplyResult = Literal["created", "configured", "unchanged"]
 
@@ -60,6 +61,13 @@ class RunRecord:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The run's own labels (from its ``WorkflowRun`` manifest, if any).
+    own_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """What label selectors see: the workflow's labels, overridden by the run's own."""
+        return {**(self.workflow.metadata.labels or {}), **self.own_labels}
 
 
 @dataclass(slots=True)
@@ -106,6 +114,8 @@ class LogRecord:
     stream: Literal["stdout", "stderr", "log"]
     text: str
     created_at: datetime
+    #: Assigned by the store; increases with every line written (``logs -f`` resumes after it).
+    id: int = 0
 
 
 @dataclass(slots=True)
@@ -156,7 +166,13 @@ class Store(Protocol):
     def get_workflow(self, namespace: str, name: str) -> WorkflowRecord:
         """Raises ``NotFoundError``."""
 
-    def list_workflows(self, namespace: str | None = None) -> list[WorkflowRecord]: ...
+    def list_workflows(
+        self, namespace: str | None = None, *, selector: LabelSelector | None = None
+    ) -> list[WorkflowRecord]:
+        """By namespace and name; ``namespace=None`` lists every namespace."""
+
+    def delete_workflow(self, namespace: str, name: str) -> None:
+        """Remove a workflow; its runs keep their snapshots. Raises ``NotFoundError``."""
 
     # -- runs (front doors) -----------------------------------------------------
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> RunRecord:
@@ -173,15 +189,29 @@ class Store(Protocol):
         """Raises ``NotFoundError``."""
 
     def list_runs(
-        self, namespace: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        namespace: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        *,
+        phases: Sequence[RunPhase] = (),
+        selector: LabelSelector | None = None,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first; ``namespace=None`` lists every namespace. ``phases`` and
+        ``selector`` narrow the listing before ``limit`` applies."""
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        """Remove a run with its task instances, logs and pool holdings in one
+        transaction. Raises ``NotFoundError``; the caller makes sure it is finished."""
 
     def list_tasks(self, run_id: int) -> list[TaskRecord]:
         """All task instances of the run, in insertion order."""
 
-    def get_logs(self, run_id: int, task: str | None = None) -> list[LogRecord]:
-        """Log lines of the run (or of one task and its fan-out children), oldest first."""
+    def get_logs(
+        self, run_id: int, task: str | None = None, *, after: int = 0
+    ) -> list[LogRecord]:
+        """Log lines of the run (or of one task and its fan-out children), oldest
+        first; with ``after``, only lines whose ``id`` is greater (to follow a log)."""
 
     def request_control(
         self,

@@ -19,57 +19,23 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from tideflow.engine.driving import Driven, Ending, EngineSettings, Event, new_owner_id
 from tideflow.engine.execution import Attempt, Executor, Outcome
 from tideflow.engine.ports import Batch, RunRecord, Store, utcnow
 from tideflow.engine.runstate import RunState
+from tideflow.engine.slots import Admission, PoolSlots
 from tideflow.errors import StorageError
+
+__all__ = ["Driven", "Ending", "Engine", "EngineSettings", "Event", "new_owner_id"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Knobs of one engine process."""
-
-    #: Attempts this engine runs at once, across all runs.
-    slots: int = 64
-    #: Named pools shared by all runs on this engine: name -> capacity.
-    pools: dict[str, int] = field(default_factory=dict)
-    #: How long a claimed run stays ours without renewal. Renewed every third of it.
-    lease_seconds: float = 30.0
-    #: How often desired-state changes and new runs are polled for.
-    poll_seconds: float = 1.0
-    #: Runs claimed per poll (server mode).
-    claim_batch: int = 16
-    #: On shutdown, how long running attempts may take to finish before they are cancelled.
-    shutdown_grace_seconds: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Emitted after the transition it reports is committed (the seam for plugins)."""
-
-    kind: str
-    run: str
-    run_id: int
-    task: str | None
-    at: datetime
-    counts: dict[str, int] | None = None
-
-
-def new_owner_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class Engine:
@@ -97,16 +63,8 @@ class Engine:
         self._done: list[tuple[int, str, int, asyncio.Task[Outcome]]] = []
         self._wake = asyncio.Event()
         self._timers: list[tuple[datetime, int, str]] = []
-        self._in_use = 0
-        #: Pool slots held by this engine's attempts, per pool.
-        self._pool_use: dict[str, int] = {}
-        #: Pool slots to ask the database for this tick, granted ones not yet started,
-        #: slots to give back in the next commit, and when to ask again after a refusal.
-        self._wants: dict[str, list[tuple[int, str]]] = {}
-        self._granted: set[tuple[int, str]] = set()
-        self._slot_releases: list[tuple[int, str]] = []
-        self._pool_retry_at: dict[str, datetime] = {}
-        self._run_use: dict[int, int] = {}
+        self._slots = PoolSlots(self.settings.pools, self.settings.poll_seconds)
+        self._admission = Admission(self.settings.slots, self._slots)
         self._next_poll = self.clock()
         self._next_renew = self.clock()
         self._wanted: set[int] = set()
@@ -114,6 +72,8 @@ class Engine:
         self._reclaim: set[int] = set()
         self.serving = False
         self._draining = False
+        #: Set to stop: nothing new is claimed or started (see drive_until and serve).
+        self._stop: asyncio.Event | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- public entry points ------------------------------------------------------
@@ -124,15 +84,43 @@ class Engine:
         If another live engine owns the run, follow it through the database
         instead; its lease decides who executes, so the two cooperate.
         """
+        return (await self.drive_until(run_id, None)).record
+
+    async def drive_until(self, run_id: int, stop: asyncio.Event | None) -> Driven:
+        """Drive one run until it finishes or ``stop`` is set, and say which happened.
+
+        Like :meth:`drive` otherwise. Once ``stop`` is set nothing new starts.
+        If this engine owns the run it hands it back at once (see
+        :meth:`_hand_back`): attempts in flight are cancelled, their task
+        instances queued for a new attempt, and the run released in the same
+        commit, so another engine continues it without waiting for the lease
+        to expire (:attr:`Ending.HANDED_BACK`). If another engine owns it,
+        this one just stops following it (:attr:`Ending.STOPPED_FOLLOWING`).
+
+        Args:
+            run_id: The run to drive.
+            stop: Set it to stop; None drives the run to its end.
+
+        Returns:
+            The run as read after driving ended, and how it ended.
+        """
+        self._stop = stop
         self._wanted.add(run_id)
         self._subscribe()
         try:
-            while True:
-                await self._tick()
+            while stop is None or not stop.is_set():
+                await self._tick(stop)
                 if run_id not in self.runs:
                     record = await self._call(self.store.get_run_by_id, run_id)
                     if record.phase.finished:
-                        return record
+                        return Driven(record, Ending.FINISHED)
+            owned = run_id in self.runs
+            self._wanted.discard(run_id)  # so nothing claims it again while handing back
+            await self._hand_back()
+            record = await self._call(self.store.get_run_by_id, run_id)
+            if record.phase.finished:  # its last attempts ended as it was stopped
+                return Driven(record, Ending.FINISHED)
+            return Driven(record, Ending.HANDED_BACK if owned else Ending.STOPPED_FOLLOWING)
         finally:
             self._wanted.discard(run_id)
             await self.shutdown()
@@ -142,9 +130,11 @@ class Engine:
 
         Draining starts nothing new and lets running attempts finish (their
         outcomes are committed) for up to ``shutdown_grace_seconds``; what is
-        still running then is cancelled and re-run by the next owner.
+        still running then is cancelled and handed back to the next owner,
+        which runs it again as a new attempt.
         """
         self.serving = True
+        self._stop = stop
         self._subscribe()
         try:
             while not stop.is_set():
@@ -163,23 +153,65 @@ class Engine:
             await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel attempts in flight and give the runs back. Their tasks stay Running
-        in the database, so the next owner re-runs them as new attempts."""
-        if self._unsubscribe is not None:
-            await asyncio.to_thread(self._unsubscribe)
-            self._unsubscribe = None
+        """Hand every owned run back (see :meth:`_hand_back`) and release threads.
+
+        Best effort: if the database cannot be reached, the runs' leases
+        expire and the next owner treats their Running tasks as lost.
+        """
+        try:
+            if self._unsubscribe is not None:
+                await asyncio.to_thread(self._unsubscribe)
+                self._unsubscribe = None
+            await self._hand_back()
+        finally:
+            self._db.shutdown(wait=True)
+            self.executor.close()
+
+    async def _hand_back(self) -> None:
+        """Give every owned run back now, its attempts in flight re-queued.
+
+        Attempts are cancelled and awaited (the executor kills their processes
+        and children). Outcomes that arrived first are recorded as usual; the
+        task instances still Running are queued for a new attempt, with a log
+        line on the interrupted one, which does not count against the task's
+        retry limit (:meth:`RunState.hand_back`). One commit writes that and
+        clears each run's owner and lease, so any engine may claim it at once.
+        """
         for task in self._attempts.values():
             task.cancel()
-        # Wait for cancelled attempts too: their processes are being killed.
         pending = [*self._attempts.values(), *self._cancelled]
         if pending:
+            # Their done callbacks run before this resumes, so _collect sees them all.
             await asyncio.gather(*pending, return_exceptions=True)
+        now = self.clock()
+        self._collect(now)
         self._attempts.clear()
-        if self.runs:
-            await self._call(self.store.release, self.owner, list(self.runs))
-            self.runs.clear()
-        self._db.shutdown(wait=True)
-        self.executor.close()
+        if not self.runs and not self._reclaim:
+            return
+        for run in self.runs.values():
+            run.hand_back(now)
+        try:
+            await self._commit(now, release=True)
+        except StorageError as exc:
+            logger.error(
+                "cannot hand %d run(s) back; their leases will expire: %s",
+                len(self.runs),
+                exc,
+                extra={"action": "hand-back"},
+            )
+        else:
+            for run in self.runs.values():
+                if run.events:
+                    self._emit(run, now)
+                logger.info(
+                    "run %s: handed back",
+                    run.record.name,
+                    extra={"action": "hand-back", "run": run.record.name},
+                )
+        for run_id in self.runs:
+            self._admission.forget(run_id)
+        self.runs.clear()
+        self._reclaim.clear()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -225,6 +257,8 @@ class Engine:
 
     async def _tick(self, stop: asyncio.Event | None = None) -> None:
         await self._wait(stop)
+        if stop is not None and stop.is_set():
+            return  # the caller drains or hands back; claiming or starting now would be wasted
         now = self.clock()
         try:
             if now >= self._next_poll:
@@ -239,10 +273,10 @@ class Engine:
         self._fire_timers(now)
         self._enforce_deadlines(now)
         to_start = self._dispatch(now, request=True)
-        if self._wants:
+        if self._slots.wants:
             await self._acquire(now)
             to_start += self._dispatch(now, request=False)
-            self._return_unused_grants()
+            self._slots.return_unused_grants()
         try:
             await self._commit(now)
         except StorageError as exc:
@@ -325,8 +359,8 @@ class Engine:
                 task = self._attempts.pop((run_id, name), None)
                 if task is not None:
                     self._cancel(task)
-                    self._release_slot(run, name)
-            self._run_use.pop(run_id, None)
+                    self._admission.release(run, name)
+            self._admission.forget(run_id)
 
     def _collect(self, now: datetime) -> None:
         done, self._done = self._done, []
@@ -335,7 +369,7 @@ class Engine:
             if self._attempts.get((run_id, name)) is task:
                 del self._attempts[(run_id, name)]
                 if run is not None:
-                    self._release_slot(run, name)
+                    self._admission.release(run, name)
             if run is None or task.cancelled():
                 continue
             exc = task.exception()
@@ -366,109 +400,44 @@ class Engine:
                 run.stop(now, f"the run exceeded its timeout of {timeout:g}s")
 
     def _dispatch(self, now: datetime, *, request: bool) -> list[Attempt]:
-        """Start what is ready, within slots, parallelism and pools. A pooled task
-        starts only with a slot granted by the database; with ``request`` the
-        slots it lacks are noted in ``_wants`` for :meth:`_acquire`."""
-        to_start: list[Attempt] = []
-        if self._draining:
-            return to_start
-        for run in self.runs.values():
-            if not run.dispatching or not run.ready:
-                continue
-            parallelism = run.record.workflow.spec.parallelism
-            blocked: list[str] = []
-            while run.ready:
-                if not run.dispatching:
-                    break
-                name = run.ready.popleft()
-                task = run.instances[name]
-                if task.phase.finished or name in run.running:
-                    continue
-                if run.expand(task, now):
-                    continue
-                pool = run.specs[task.task].pool
-                if self._in_use >= self.settings.slots or (
-                    parallelism is not None and self._run_use.get(run.id, 0) >= parallelism
-                ):
-                    run.ready.appendleft(name)
-                    break
-                key = (run.id, name)
-                if pool is not None and key not in self._granted:
-                    if request:
-                        self._want(pool, key, now)
-                    blocked.append(name)
-                    continue
-                self._granted.discard(key)
-                attempt = run.start(task, now)
-                if attempt is None:
-                    if pool is not None:
-                        self._slot_releases.append(key)
-                    continue
-                self._in_use += 1
-                self._run_use[run.id] = self._run_use.get(run.id, 0) + 1
-                if pool is not None:
-                    self._pool_use[pool] = self._pool_use.get(pool, 0) + 1
-                to_start.append(attempt)
-            run.ready.extendleft(reversed(blocked))
-        return to_start
+        if self._stopping():
+            return []
+        return self._admission.dispatch(self.runs.values(), now, request=request)
 
-    def _want(self, pool: str, key: tuple[int, str], now: datetime) -> None:
-        wants = self._wants.setdefault(pool, [])
-        retry_at = self._pool_retry_at.get(pool)
-        if retry_at is not None and now < retry_at:
-            return  # the pool was full a moment ago: ask again later, not every tick
-        if self._pool_use.get(pool, 0) + len(wants) < self._pool_capacity(pool):
-            wants.append(key)
+    def _stopping(self) -> bool:
+        return self._draining or (self._stop is not None and self._stop.is_set())
 
     async def _acquire(self, now: datetime) -> None:
-        wants, self._wants = self._wants, {}
-        for pool, keys in wants.items():
+        for pool, keys in self._slots.take_wants().items():
             if not keys:
                 continue
+            capacity = self._slots.capacity(pool)
             try:
                 granted = await self._call(
-                    self.store.acquire_slots, self.owner, pool, self._pool_capacity(pool), keys, now
+                    self.store.acquire_slots, self.owner, pool, capacity, keys, now
                 )
             except StorageError as exc:
                 logger.error(
                     "cannot take slots of pool %s: %s", pool, exc, extra={"action": "acquire"}
                 )
                 granted = []
-            self._granted.update(granted)
-            if len(granted) < len(keys):
-                self._pool_retry_at[pool] = now + timedelta(seconds=self.settings.poll_seconds)
+            self._slots.answered(pool, keys, granted, now)
 
-    def _return_unused_grants(self) -> None:
-        """Slots granted to tasks that did not start after all (their run paused,
-        the engine's slots ran out) go back at the next commit."""
-        self._slot_releases.extend(self._granted)
-        self._granted.clear()
-
-    def _pool_capacity(self, pool: str) -> int:
-        # An undeclared pool gets one slot: safe for the rate-limited APIs pools exist for.
-        return self.settings.pools.get(pool, 1)
-
-    def _release_slot(self, run: RunState, name: str) -> None:
-        self._in_use -= 1
-        self._run_use[run.id] = self._run_use.get(run.id, 1) - 1
-        task = run.instances.get(name)
-        pool = run.specs[task.task].pool if task is not None else None
-        if pool is not None:
-            self._pool_use[pool] = self._pool_use.get(pool, 1) - 1
-            self._slot_releases.append((run.id, name))
-            self._pool_retry_at.pop(pool, None)  # a slot is free: worth asking again
-
-    async def _commit(self, now: datetime) -> None:
+    async def _commit(self, now: datetime, *, release: bool = False) -> None:
+        """Write every change of the tick in one transaction; with ``release``, give
+        every owned run up in it too (handing back)."""
         batch = Batch(self.owner, now + timedelta(seconds=self.settings.lease_seconds))
-        batch.slot_releases, self._slot_releases = self._slot_releases, []
+        batch.slot_releases = self._slots.take_releases()
         for run in self.runs.values():
             runs, inserts, updates, logs = run.take_writes()
             batch.run_updates += runs
             batch.task_inserts += inserts
             batch.task_updates += updates
             batch.logs += logs
-            if run.finished and not run.running:
+            if release or (run.finished and not run.running):
                 batch.release.append(run.id)
+        if release:
+            batch.release += sorted(self._reclaim - set(self.runs))
         if not batch:
             return
         lost = await self._call(self.store.commit, batch)
@@ -480,13 +449,18 @@ class Engine:
             run = self.runs.get(attempt.run_id)
             if run is None:
                 continue
+            if self._stopping():
+                # Stopped during this tick's commit: the attempt is committed Running
+                # but never starts; handing back queues it again like a cancelled one.
+                self._admission.release(run, attempt.task)
+                continue
             self._start(attempt)
         for run in list(self.runs.values()):
             for name in run.to_cancel:
                 task = self._attempts.pop((run.id, name), None)
                 if task is not None:
                     self._cancel(task)
-                    self._release_slot(run, name)
+                    self._admission.release(run, name)
             run.to_cancel.clear()
             if run.events:
                 self._emit(run, now)
@@ -499,7 +473,7 @@ class Engine:
                     extra={"action": "finish", "run": run.record.name},
                 )
                 del self.runs[run.id]
-                self._run_use.pop(run.id, None)
+                self._admission.forget(run.id)
 
     def _cancel(self, task: asyncio.Task[Outcome]) -> None:
         task.cancel()
@@ -523,8 +497,18 @@ class Engine:
         if not self.listeners:
             return
         counts = run.counts()
-        for kind, task in events:
-            event = Event(kind, run.record.name, run.id, task, now, counts)
+        for kind, name in events:
+            task = run.instances.get(name) if name is not None else None
+            event = Event(
+                kind,
+                run.record.name,
+                run.id,
+                name,
+                now,
+                counts,
+                attempt=task.attempt if task is not None else None,
+                error=task.error if task is not None else None,
+            )
             for listener in self.listeners:
                 try:
                     listener(event)

@@ -98,21 +98,21 @@ class RunState:
         for name in self.graph.order:
             upstream = self.graph.upstream[name]
             self.remaining[name] = sum(1 for u in upstream if not self.instances[u].phase.finished)
+        terminating = self.record.desired_state is DesiredState.TERMINATED
         for task in tasks:
             if task.phase.finished:
                 continue
             self.unfinished += 1
             if task.phase is P.RUNNING and not self._is_waiting_parent(task):
-                # Its engine died mid-attempt: run it again as a new attempt.
-                self._set(task, P.QUEUED)
+                # Its engine died mid-attempt: run it again as a new attempt, unless
+                # the run is being terminated (just below).
+                again = "" if terminating else "; it runs again as a new attempt"
                 self._log(
-                    task,
-                    "log",
-                    f"attempt {task.attempt} was lost with its engine; "
-                    "it runs again as a new attempt\n",
-                    now,
+                    task, "log", f"attempt {task.attempt} was lost with its engine{again}\n", now
                 )
-                self.ready.append(task.name)
+                if not terminating:
+                    self._set(task, P.QUEUED)
+                    self.ready.append(task.name)
             elif task.phase is P.QUEUED:
                 self.ready.append(task.name)
             elif task.phase is P.RETRYING:
@@ -208,9 +208,23 @@ class RunState:
             self.ready.append(name)
             return None
         task = self.instances[name]
-        self._set(task, P.SKIPPED if verdict is Readiness.SKIP else P.UPSTREAM_FAILED)
+        phase = P.SKIPPED if verdict is Readiness.SKIP else P.UPSTREAM_FAILED
+        self._set(task, phase)
         task.finished_at = now
+        self._settle_children(task, phase, now)
         return task
+
+    def _settle_children(self, parent: TaskRecord, phase: TaskPhase, now: datetime) -> None:
+        """A retried run kept the sub-tasks of a fanned-out task (see ``control.retry_resets``);
+        if the task does not run this time, the sub-tasks waiting for it end as it did."""
+        for kid in self.children.get(parent.name, ()):
+            if kid.phase.finished:
+                continue
+            self._set(kid, phase)
+            kid.finished_at = now
+            self.unfinished -= 1
+            self.open_children[parent.name] -= 1
+            self.events.append((f"Task{phase.value}", kid.name))
 
     def _finished(self, first: TaskRecord, now: datetime) -> None:
         """Propagate the end of ``first`` to its parent or its successors (iteratively)."""
@@ -455,6 +469,30 @@ class RunState:
             self.events.append(("TaskTerminated", task.name))
         self.unfinished = 0
         self._complete(now, message)
+
+    def hand_back(self, now: datetime) -> None:
+        """This engine gives the run up; the attempts it had in flight were cancelled.
+
+        Each is queued for a new attempt that the next owner makes, with a log
+        line on the interrupted attempt. The interruption is no fault of the
+        task, so it does not count against the task's retry limit (``attempt_base``
+        moves past it). Nothing else changes: the next owner rebuilds readiness
+        from the database.
+        """
+        for name in sorted(self.running):
+            task = self.instances[name]
+            if task.phase is not P.RUNNING:
+                continue
+            self._set(task, P.QUEUED)
+            task.attempt_base += 1
+            self._log(
+                task,
+                "log",
+                f"attempt {task.attempt} was interrupted: its engine handed the run back; "
+                "it runs again as a new attempt\n",
+                now,
+            )
+        self.running.clear()
 
     def deadline(self) -> datetime | None:
         timeout = self.record.workflow.spec.timeout_seconds

@@ -28,9 +28,12 @@ TASK_TRANSITIONS: dict[TaskPhase, frozenset[TaskPhase]] = {
     # died) be queued again as a new attempt.
     P.RUNNING: frozenset({P.SUCCEEDED, P.FAILED, P.RETRYING, P.TERMINATED, P.QUEUED}),
     P.RETRYING: frozenset({P.QUEUED, P.RUNNING, P.FAILED, P.TERMINATED}),
-    # Finished phases only move when a retry of the run resets them.
-    P.SUCCEEDED: frozenset(),
-    P.SKIPPED: frozenset(),
+    # Finished phases only move when a retry of the run resets them to Pending:
+    # what failed, and everything downstream of it, whatever its phase (a task
+    # that succeeded or was skipped may decide otherwise once its upstream
+    # tasks finish again). A retry resets nothing else.
+    P.SUCCEEDED: frozenset({P.PENDING}),
+    P.SKIPPED: frozenset({P.PENDING}),
     P.FAILED: frozenset({P.PENDING, P.RUNNING}),
     P.UPSTREAM_FAILED: frozenset({P.PENDING}),
     P.TERMINATED: frozenset({P.PENDING, P.RUNNING}),

@@ -4,14 +4,21 @@ A context variable marks the attempt a piece of code runs for. Asyncio tasks
 and threads started with :func:`contextvars.copy_context` carry it, so
 concurrent attempts in one process keep their lines apart. Anything written
 outside an attempt goes to the real stream unchanged.
+
+Log records emitted inside an attempt belong to the attempt (they are stored
+with its log), not to the terminal: a front door's terminal handler carries
+an :class:`OutsideAttempts` filter, so that only the engine's own records
+reach the terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from tideflow.engine.execution import Stream
@@ -23,10 +30,15 @@ MAX_LOG_CHARS = 1_000_000
 class AttemptLog:
     """The lines one attempt wrote, capped at :data:`MAX_LOG_CHARS`."""
 
-    __slots__ = ("_size", "lines")
+    __slots__ = ("_size", "label", "lines")
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "") -> None:
+        """Args:
+        label: What the attempt is, for anything that shows its lines live
+            (the task instance's name).
+        """
         self.lines: list[tuple[Stream, str]] = []
+        self.label = label
         self._size = 0
 
     def write(self, stream: Stream, text: str) -> None:
@@ -68,6 +80,31 @@ class _Router:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def outside_attempt() -> Iterator[None]:
+    """Write to the real streams even from inside an attempt (to echo its lines live)."""
+    token = current.set(None)
+    try:
+        yield
+    finally:
+        current.reset(token)
+
+
+class OutsideAttempts(logging.Filter):
+    """Passes only log records emitted outside task attempts.
+
+    Attach it to a handler that prints to the terminal: records that task code
+    emits (through ``context.logger``, the ``tideflow.task`` logger, or any
+    other logger) go to the attempt's log in the database only. Example::
+
+        handler = logging.StreamHandler()
+        handler.addFilter(capture.OutsideAttempts())
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return current.get() is None
 
 
 class _Handler(logging.Handler):

@@ -3,7 +3,7 @@
 * async functions run on the engine's event loop, cancelled on timeout;
 * sync functions run in a thread (default) — a thread cannot be killed, so on
   timeout the attempt is marked timed out and the thread's eventual result is
-  discarded;
+  discarded (and the thread does not keep the process alive at exit);
 * sync functions with ``isolation: process`` run in a child Python process
   (:mod:`tideflow.executors.child`), killed with its process group on timeout;
 * ``command`` tasks run as an argv subprocess (no shell unless the argv asks
@@ -18,12 +18,14 @@ import contextvars
 import json
 import logging
 import os
+import queue
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from tideflow.engine.context import TaskContext
@@ -111,11 +113,85 @@ def timeout_outcome(attempt: Attempt, note: str = "") -> Outcome:
     return Outcome("timed_out", error=f"timed out after {attempt.timeout:g}s{note}")
 
 
+_Work = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+class DaemonThreads(Executor):
+    """Runs calls on up to ``size`` daemon threads, started as needed.
+
+    Unlike ``ThreadPoolExecutor``, whose threads the interpreter waits for at
+    exit, a thread still busy when the process exits is abandoned. A task's
+    thread cannot be killed; when its attempt has been given up (timed out,
+    terminated, or its run handed back to another engine, which runs it
+    again), waiting for it would only keep ``tideflow run --wait`` or
+    ``tideflow server`` alive after they were told to stop.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            return self.submit(lambda: fn(*args, **kwargs))
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot run a task after the executor was closed")
+            self._work.put((future, fn, args))
+            if self._idle:
+                self._idle -= 1  # a waiting thread takes it
+            elif len(self._threads) < self._size:
+                name = f"{self._name}-{len(self._threads) + 1}"
+                thread = threading.Thread(target=self._serve, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _serve(self) -> None:
+        while (work := self._work.get()) is not None:
+            future, fn, args = work
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del work, future, fn, args  # drop references to the task while idle
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking work; each thread ends once it is idle (``wait`` waits for that)."""
+        with self._lock:
+            self._closed = True
+            if cancel_futures:
+                while True:
+                    try:
+                        work = self._work.get_nowait()
+                    except queue.Empty:
+                        break
+                    if work is not None:
+                        work[0].cancel()
+            for _ in self._threads:
+                self._work.put(None)
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 class LocalExecutor:
     """Runs attempts in this process, its threads, or child processes."""
 
     def __init__(self, threads: int = 32) -> None:
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="tideflow-task")
+        self._threads = DaemonThreads(threads, "tideflow-task")
         capture.install()
 
     def close(self) -> None:
@@ -146,7 +222,7 @@ class LocalExecutor:
         return await self._run_thread(fn, attempt)
 
     async def _run_async(self, fn: Callable[..., Any], attempt: Attempt) -> Outcome:
-        log = capture.AttemptLog()
+        log = capture.AttemptLog(attempt.task)
         token = capture.current.set(log)
         context = make_context(attempt)
         try:
@@ -163,7 +239,7 @@ class LocalExecutor:
         return _finish(outcome, log, context.spawned)
 
     async def _run_thread(self, fn: Callable[..., Any], attempt: Attempt) -> Outcome:
-        log = capture.AttemptLog()
+        log = capture.AttemptLog(attempt.task)
         context = make_context(attempt)
 
         def call() -> Outcome:

@@ -159,11 +159,39 @@ class TaskSpec(_Model):
         return self
 
 
+class ParamType(StrEnum):
+    """The type of a run parameter's value.
+
+    Values stay JSON-compatible because run parameters are stored as JSON:
+    ``date`` and ``datetime`` values are ISO 8601 strings, checked and
+    normalised by :mod:`tideflow.parameters`.
+    """
+
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    ARRAY = "array"
+    OBJECT = "object"
+
+
 class ParamSpec(_Model):
+    """A run parameter: its name, type, default, allowed values and description.
+
+    The model only checks the shape of the declaration; whether ``default``
+    and ``enum`` fit ``type`` is checked by :mod:`tideflow.validation` (so a
+    stored workflow always loads, and the problems are reported together
+    with every other problem of the workflow).
+    """
+
     name: str
+    type: ParamType = ParamType.STRING
     default: Any = None
     required: bool = False
     description: str | None = None
+    enum: list[Any] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod

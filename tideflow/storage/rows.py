@@ -65,6 +65,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
+        "labels": dump_json(run.own_labels, where="metadata.labels") if run.own_labels else None,
     }
 
 
@@ -85,6 +86,7 @@ def run_from_row(row: RowMapping) -> RunRecord:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        own_labels=load_json(row["labels"]) or {},
     )
 
 
@@ -160,4 +162,5 @@ def log_from_row(row: RowMapping) -> LogRecord:
         stream=row["stream"],
         text=row["text"],
         created_at=row["created_at"],
+        id=row["id"],
     )

@@ -26,7 +26,11 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Row,
+    Select,
+    Table,
     and_,
+    delete,
     exc,
     insert,
     or_,
@@ -51,6 +55,7 @@ from tideflow.errors import (
     ValidationError,
 )
 from tideflow.model import FINISHED_RUN_PHASES, DesiredState, RunPhase, Workflow, to_document
+from tideflow.model.labels import LabelSelector
 from tideflow.storage import committing, notifying, pooling, rows
 from tideflow.storage.database import (
     connecting_errors,
@@ -58,7 +63,7 @@ from tideflow.storage.database import (
     is_retryable,
     translating_errors,
 )
-from tideflow.storage.tables import runs, task_instances, task_logs, workflows
+from tideflow.storage.tables import pool_slots, runs, task_instances, task_logs, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,11 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     unique = sorted(set(ids))
     for start in range(0, len(unique), CHUNK):
         yield unique[start : start + CHUNK]
+
+
+def _page(query: Select[Any], offset: int) -> Callable[[Connection], Sequence[Row[Any]]]:
+    """Work reading one page of ``query`` (``CHUNK`` rows from ``offset``)."""
+    return lambda connection: connection.execute(query.limit(CHUNK).offset(offset)).all()
 
 
 class _CreatedConcurrently(Exception):
@@ -189,15 +199,37 @@ class SqlStore:
         )
         row = self._transaction("read workflow", lambda c: c.execute(query).first())
         if row is None:
-            raise NotFoundError(f'workflow "{name}" not found in namespace "{namespace}"')
+            raise self._not_found("workflow", workflows, namespace, name)
         return rows.workflow_from_row(row._mapping)
 
-    def list_workflows(self, namespace: str | None = None) -> list[WorkflowRecord]:
+    def list_workflows(
+        self, namespace: str | None = None, *, selector: LabelSelector | None = None
+    ) -> list[WorkflowRecord]:
         query = select(workflows).order_by(workflows.c.namespace, workflows.c.name)
         if namespace is not None:
             query = query.where(workflows.c.namespace == namespace)
         found = self._transaction("list workflows", lambda c: c.execute(query).all())
-        return [rows.workflow_from_row(row._mapping) for row in found]
+        records = [rows.workflow_from_row(row._mapping) for row in found]
+        if selector:
+            records = [r for r in records if selector.matches(r.workflow.metadata.labels)]
+        return records
+
+    def delete_workflow(self, namespace: str, name: str) -> None:
+        where = and_(workflows.c.namespace == namespace, workflows.c.name == name)
+        deleted = self._transaction(
+            "delete workflow", lambda c: c.execute(delete(workflows).where(where)).rowcount
+        )
+        if deleted != 1:
+            raise self._not_found("workflow", workflows, namespace, name)
+
+    def _not_found(self, kind: str, table: Table, namespace: str, name: str) -> NotFoundError:
+        """The error for a missing object, naming the namespaces that do have one of that name."""
+        query = select(table.c.namespace).where(table.c.name == name).order_by(table.c.namespace)
+        elsewhere = self._transaction(f"find {kind}", lambda c: c.scalars(query).all())
+        message = f'{kind} "{name}" not found in namespace {namespace}'
+        if elsewhere:
+            message += f" (found in: {', '.join(elsewhere)}; use -n {elsewhere[0]})"
+        return NotFoundError(message)
 
     # -- runs ----------------------------------------------------------------------
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> RunRecord:
@@ -237,7 +269,7 @@ class SqlStore:
         query = select(runs).where(runs.c.namespace == namespace, runs.c.name == name)
         row = self._transaction("read run", lambda c: c.execute(query).first())
         if row is None:
-            raise NotFoundError(f'run "{name}" not found in namespace "{namespace}"')
+            raise self._not_found("run", runs, namespace, name)
         return rows.run_from_row(row._mapping)
 
     def get_run_by_id(self, run_id: int) -> RunRecord:
@@ -248,15 +280,57 @@ class SqlStore:
         return rows.run_from_row(row._mapping)
 
     def list_runs(
-        self, namespace: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        namespace: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        *,
+        phases: Sequence[RunPhase] = (),
+        selector: LabelSelector | None = None,
     ) -> list[RunRecord]:
-        query = select(runs).order_by(runs.c.id.desc()).limit(max(0, limit))
+        query = select(runs).order_by(runs.c.id.desc())
         if namespace is not None:
             query = query.where(runs.c.namespace == namespace)
         if workflow is not None:
             query = query.where(runs.c.workflow_name == workflow)
-        found = self._transaction("list runs", lambda c: c.execute(query).all())
-        return [rows.run_from_row(row._mapping) for row in found]
+        if phases:
+            query = query.where(runs.c.phase.in_(sorted({RunPhase(p).value for p in phases})))
+        limit = max(0, limit)
+        if not selector:
+            found = self._transaction("list runs", lambda c: c.execute(query.limit(limit)).all())
+            return [rows.run_from_row(row._mapping) for row in found]
+        # Labels live in JSON (the run's own and its workflow snapshot's), so a
+        # selector is applied here, page by page, until ``limit`` runs match.
+        selected: list[RunRecord] = []
+        offset = 0
+        while len(selected) < limit:
+            found = self._transaction("list runs", _page(query, offset))
+            selected += [
+                record
+                for record in (rows.run_from_row(row._mapping) for row in found)
+                if selector.matches(record.labels)
+            ]
+            if len(found) < CHUNK:
+                break
+            offset += CHUNK
+        return selected[:limit]
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        def work(connection: Connection) -> bool:
+            run_id = connection.scalar(
+                select(runs.c.id).where(runs.c.namespace == namespace, runs.c.name == name)
+            )
+            if run_id is None:
+                return False
+            # Explicit deletes rather than relying on ON DELETE CASCADE, which
+            # SQLite enforces only with its foreign_keys pragma on.
+            for table in (task_logs, pool_slots, task_instances):
+                connection.execute(delete(table).where(table.c.run_id == run_id))
+            connection.execute(delete(runs).where(runs.c.id == run_id))
+            return True
+
+        if not self._transaction("delete run", work):
+            raise self._not_found("run", runs, namespace, name)
 
     def list_tasks(self, run_id: int) -> list[TaskRecord]:
         query = (
@@ -270,8 +344,12 @@ class SqlStore:
     def load_tasks(self, run_id: int) -> list[TaskRecord]:
         return self.list_tasks(run_id)
 
-    def get_logs(self, run_id: int, task: str | None = None) -> list[LogRecord]:
-        query = select(task_logs).where(task_logs.c.run_id == run_id).order_by(task_logs.c.id)
+    def get_logs(self, run_id: int, task: str | None = None, *, after: int = 0) -> list[LogRecord]:
+        query = (
+            select(task_logs)
+            .where(task_logs.c.run_id == run_id, task_logs.c.id > after)
+            .order_by(task_logs.c.id)
+        )
         if task is not None:
             # Fan-out children are named "task[0]", "task[1]", ...
             children = task_logs.c.task.startswith(f"{task}[", autoescape=True)

@@ -126,6 +126,8 @@ runs = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("started_at", UtcDateTime, nullable=True),
     Column("finished_at", UtcDateTime, nullable=True),
+    #: The run's own labels (its WorkflowRun manifest's) as a JSON object; NULL for none.
+    Column("labels", Text, nullable=True),
     UniqueConstraint("namespace", "name"),
     # claim_runs scans unfinished runs; list_runs filters by workflow.
     Index(None, "phase"),

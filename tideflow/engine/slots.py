@@ -1,0 +1,163 @@
+"""What may start: the engine's slots, each run's parallelism, and pool slots.
+
+:class:`Admission` picks the ready tasks of the engine's runs that may start
+now. A pool's slots are rows in the database shared by every engine
+(:meth:`Store.acquire_slots <tideflow.engine.ports.Store.acquire_slots>`): the
+reconciler asks the database for the slots its ready pooled tasks lack once
+per tick, starts the tasks it was granted slots for, and gives slots back in
+its next commit; :class:`PoolSlots` is that bookkeeping. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from tideflow.engine.execution import Attempt
+from tideflow.engine.runstate import RunState
+
+#: A pooled task instance: (run id, instance name).
+Key = tuple[int, str]
+
+
+class PoolSlots:
+    """The pool slots of one engine."""
+
+    def __init__(self, capacities: dict[str, int], retry_seconds: float) -> None:
+        """Args:
+        capacities: Pool name -> capacity, shared by every engine on the database.
+        retry_seconds: After the database refused slots of a pool, how long to
+            wait before asking again (asking every tick would only load it).
+        """
+        self._capacities = capacities
+        self._retry = timedelta(seconds=retry_seconds)
+        #: Slots held by this engine's attempts, per pool.
+        self._use: dict[str, int] = {}
+        #: Slots to ask the database for this tick, per pool.
+        self.wants: dict[str, list[Key]] = {}
+        #: Slots granted to tasks that have not started yet.
+        self._granted: set[Key] = set()
+        #: Slots to give back in the next commit.
+        self._releases: list[Key] = []
+        #: When to ask for a pool's slots again after a refusal.
+        self._retry_at: dict[str, datetime] = {}
+
+    def capacity(self, pool: str) -> int:
+        # An undeclared pool gets one slot: safe for the rate-limited APIs pools exist for.
+        return self._capacities.get(pool, 1)
+
+    def is_granted(self, key: Key) -> bool:
+        return key in self._granted
+
+    def want(self, pool: str, key: Key, now: datetime) -> None:
+        """Note that ``key`` needs a slot of ``pool``, unless asking is pointless now."""
+        wants = self.wants.setdefault(pool, [])
+        retry_at = self._retry_at.get(pool)
+        if retry_at is not None and now < retry_at:
+            return  # the pool was full a moment ago: ask again later, not every tick
+        if self._use.get(pool, 0) + len(wants) < self.capacity(pool):
+            wants.append(key)
+
+    def take_wants(self) -> dict[str, list[Key]]:
+        wants, self.wants = self.wants, {}
+        return wants
+
+    def answered(self, pool: str, asked: list[Key], granted: list[Key], now: datetime) -> None:
+        """Record the database's answer to a request for slots of ``pool``."""
+        self._granted.update(granted)
+        if len(granted) < len(asked):
+            self._retry_at[pool] = now + self._retry
+
+    def hold(self, pool: str, key: Key) -> None:
+        """The task granted ``key``'s slot started: the slot is in use."""
+        self._granted.discard(key)
+        self._use[pool] = self._use.get(pool, 0) + 1
+
+    def give_back(self, key: Key) -> None:
+        """A task granted a slot will not start (its inputs failed to render)."""
+        self._granted.discard(key)
+        self._releases.append(key)
+
+    def return_unused_grants(self) -> None:
+        """Slots granted to tasks that did not start after all (their run paused,
+        the engine's slots ran out) go back at the next commit."""
+        self._releases.extend(self._granted)
+        self._granted.clear()
+
+    def release(self, pool: str, key: Key) -> None:
+        """The attempt holding ``key``'s slot ended."""
+        self._use[pool] = self._use.get(pool, 1) - 1
+        self._releases.append(key)
+        self._retry_at.pop(pool, None)  # a slot is free: worth asking again
+
+    def take_releases(self) -> list[Key]:
+        releases, self._releases = self._releases, []
+        return releases
+
+
+class Admission:
+    """Starts ready tasks within the engine's slots, run parallelism and pools."""
+
+    def __init__(self, slots: int, pools: PoolSlots) -> None:
+        self.slots = slots
+        self.pools = pools
+        #: Attempts in flight on this engine, in total and per run.
+        self.in_use = 0
+        self._run_use: dict[int, int] = {}
+
+    def dispatch(self, runs: Iterable[RunState], now: datetime, *, request: bool) -> list[Attempt]:
+        """Start what is ready (in memory: the attempts are returned to run after the
+        commit). A pooled task starts only with a slot granted by the database;
+        with ``request`` the slots it lacks are noted in ``pools.wants``."""
+        to_start: list[Attempt] = []
+        for run in runs:
+            if not run.dispatching or not run.ready:
+                continue
+            parallelism = run.record.workflow.spec.parallelism
+            blocked: list[str] = []
+            while run.ready:
+                if not run.dispatching:
+                    break
+                name = run.ready.popleft()
+                task = run.instances[name]
+                if task.phase.finished or name in run.running:
+                    continue
+                if run.expand(task, now):
+                    continue
+                pool = run.specs[task.task].pool
+                if self.in_use >= self.slots or (
+                    parallelism is not None and self._run_use.get(run.id, 0) >= parallelism
+                ):
+                    run.ready.appendleft(name)
+                    break
+                key = (run.id, name)
+                if pool is not None and not self.pools.is_granted(key):
+                    if request:
+                        self.pools.want(pool, key, now)
+                    blocked.append(name)
+                    continue
+                attempt = run.start(task, now)
+                if attempt is None:
+                    if pool is not None:
+                        self.pools.give_back(key)
+                    continue
+                self.in_use += 1
+                self._run_use[run.id] = self._run_use.get(run.id, 0) + 1
+                if pool is not None:
+                    self.pools.hold(pool, key)
+                to_start.append(attempt)
+            run.ready.extendleft(reversed(blocked))
+        return to_start
+
+    def release(self, run: RunState, name: str) -> None:
+        """The attempt of ``name`` ended (or will not start): its slots are free."""
+        self.in_use -= 1
+        self._run_use[run.id] = self._run_use.get(run.id, 1) - 1
+        task = run.instances.get(name)
+        pool = run.specs[task.task].pool if task is not None else None
+        if pool is not None:
+            self.pools.release(pool, (run.id, name))
+
+    def forget(self, run_id: int) -> None:
+        """The run is no longer this engine's."""
+        self._run_use.pop(run_id, None)
