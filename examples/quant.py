@@ -92,8 +92,9 @@ def list_symbols(date: str, universe_size: int = 60) -> list[str]:
 
     Args:
         date: Trade date, ISO format; must be a Monday-Friday session.
-        universe_size: How many symbols (1-312). Cast with ``int()`` because a
-            ``-p universe_size=30`` on the command line arrives as a string.
+        universe_size: How many symbols (1-312); the workflow declares it
+            ``type: integer``, so ``-p universe_size=30`` arrives as an int
+            (the cast still accepts text from callers of this function).
 
     Returns:
         Ticker symbols; each becomes one ``fetch-bars`` task through ``forEach``.

@@ -1,5 +1,7 @@
 """Tideflow: a workflow engine for quantitative data pipelines."""
 
+from typing import TYPE_CHECKING
+
 from tideflow.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -11,6 +13,9 @@ from tideflow.errors import (
 )
 from tideflow.model import TaskSpec, Workflow, WorkflowRun
 from tideflow.version import __version__
+
+if TYPE_CHECKING:  # the real types for type checkers; imported lazily at run time
+    from tideflow.client import Client, connect
 
 
 def __getattr__(name: str) -> object:

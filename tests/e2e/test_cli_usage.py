@@ -124,3 +124,24 @@ def test_shell_completion_installs_and_completes_commands(tmp_path: Path) -> Non
     )
     assert completed.code == 0
     assert "plain,get" in completed.out.splitlines()
+
+
+def test_run_names_complete_from_the_database(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'names.db'}"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "apiVersion: tideflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: names}\n"
+        "spec: {tasks: [{name: a, command: [echo]}]}\n",
+        encoding="utf-8",
+    )
+    for name in ("eod-1", "eod-2", "adhoc-1"):
+        assert tideflow("run", "-f", str(flow), "--name", name, db=db, cwd=tmp_path).code == 0
+    completed = tideflow(
+        db=db,
+        cwd=tmp_path,
+        _TIDEFLOW_COMPLETE="bash_complete",
+        COMP_WORDS="tideflow logs eod",
+        COMP_CWORD="2",
+    )
+    assert completed.code == 0, completed.err
+    assert sorted(completed.out.splitlines()) == ["plain,eod-1", "plain,eod-2"]
