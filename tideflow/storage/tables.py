@@ -128,6 +128,8 @@ runs = Table(
     Column("finished_at", UtcDateTime, nullable=True),
     #: The run's own labels (its WorkflowRun manifest's) as a JSON object; NULL for none.
     Column("labels", Text, nullable=True),
+    #: The last ``generation`` (control request) the owning engine has acted on.
+    Column("observed_generation", Integer, nullable=False, server_default="0"),
     UniqueConstraint("namespace", "name"),
     # claim_runs scans unfinished runs; list_runs filters by workflow.
     Index(None, "phase"),
@@ -177,6 +179,8 @@ pools = Table(
     "pools",
     metadata,
     Column("name", String(NAME_LENGTH), primary_key=True),
+    #: Slots shared by every engine on the database; NULL (never set) means one.
+    Column("capacity", Integer, nullable=True),
     **MYSQL_TABLE_OPTIONS,
 )
 
