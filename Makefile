@@ -24,9 +24,10 @@ test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
-## make bench: the three reference workloads against the plain-Python baselines
+## make bench: the three reference workloads against the plain-Python baselines (SQLite);
+## options pass through ARGS, e.g. make bench ARGS="--db sqlite --db postgresql://postgres@127.0.0.1:5432/test --repeat 1"
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run --output benchmarks/results.json
+	$(BIN)/python -m benchmarks.run --output benchmarks/results.json $(ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -8,14 +8,22 @@ hand-written scheduler would do and nothing more:
   unfinished dependencies per task and a list of dependents, so a completion
   touches only its successors. Each ready task is an asyncio task awaiting
   :func:`benchmarks.workloads.noop`.
-* :func:`run_asyncio_sqlite` adds the durability rule of DESIGN.md: every
-  transition is committed before its consequences happen. One SQLite
-  transaction per loop tick (group commit) records the tasks that finished
-  since the last tick as ``succeeded`` and the tasks they released as
-  ``running``; only after the commit are those tasks started.
+* :func:`run_asyncio_durable` adds the durability rule of DESIGN.md: every
+  transition is committed before its consequences happen. One transaction per
+  loop tick (group commit) records the tasks that finished since the last tick
+  as ``succeeded`` and the tasks they released as ``running``; only after the
+  commit are those tasks started. It runs on SQLite (``sqlite3``, WAL,
+  ``synchronous=NORMAL`` as the engine), PostgreSQL (psycopg 3) and
+  MySQL/MariaDB (PyMySQL), each through the raw driver with the server's
+  default durability, on a ``tasks`` table shaped like the engine's task rows
+  (a name key of up to 255 characters, a state, a timestamp).
+  :func:`run_asyncio_sqlite` is the SQLite case by file path.
+
+Every statement is fixed text with driver parameters (the state classes'
+``*_SQL`` constants); nothing is formatted into SQL.
 
 The clock covers creating the run (the state table's rows, the counters) up to
-the last completion (memory) or the last commit (SQLite). Opening the database
+the last completion (memory) or the last commit (durable). Opening the database
 and checking the result are outside it. Both baselines record a trace of
 starts, finishes and commits and verify it afterwards (:func:`verify_trace`):
 a baseline that cut a corner would make every ratio against it meaningless.
@@ -27,9 +35,11 @@ import asyncio
 import graphlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from contextlib import closing
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import URL, make_url
 
 from benchmarks.workloads import Shape, noop
 
@@ -75,16 +85,214 @@ def run_asyncio_sqlite(deps: Shape, db_path: str | Path) -> dict[str, float]:
             each transition committed before its consequences", or the table does
             not end with every task ``succeeded``.
     """
+    return run_asyncio_durable(deps, f"sqlite:///{db_path}")
+
+
+def run_asyncio_durable(deps: Shape, url: str | URL) -> dict[str, float]:
+    """Run ``deps`` with asyncio, committing every tick's transitions to the database at ``url``.
+
+    ``url`` is ``sqlite:///FILE``, ``postgresql://…`` or ``mysql://…`` /
+    ``mariadb://…`` (a driver named in it is ignored: the raw driver of the
+    backend is used). The database is scratch: a ``tasks`` table already in it
+    is replaced, and left behind with every row ``succeeded``.
+
+    Returns:
+        ``{"tasks", "seconds", "tasks_per_s", "commits"}``, as :func:`run_asyncio_sqlite`.
+
+    Raises:
+        ValueError: the shape is bad, or ``url`` names another backend.
+        BaselineError: as :func:`run_asyncio_sqlite`.
+    """
     _check_shape(deps)
     events: list[Event] = []
-    with closing(_open_database(db_path)) as conn:
-        seconds, commits = asyncio.run(_run_durably(deps, conn, events))
-    verify_trace(deps, events, durable=True)
-    with closing(sqlite3.connect(db_path)) as conn:
-        states = dict(conn.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall())
+    state = open_state(url)
+    try:
+        seconds, commits = asyncio.run(_run_durably(deps, state, events))
+        verify_trace(deps, events, durable=True)
+        states = state.count_states()
+    finally:
+        state.close()
     if states != {"succeeded": len(deps)}:
         raise BaselineError(f"expected {len(deps)} succeeded rows, found {states}")
     return {**_result(len(deps), seconds), "commits": commits}
+
+
+class DurableState(Protocol):
+    """The baseline's ``tasks`` table on one database, written through the raw driver."""
+
+    def create(self, names: Sequence[str], now: float) -> None:
+        """Insert every task as ``pending``, in one transaction."""
+
+    def commit_tick(self, succeeded: Sequence[str], running: Sequence[str], now: float) -> None:
+        """Record one tick's transitions in one transaction, and commit it."""
+
+    def count_states(self) -> dict[str, int]:
+        """``{state: rows}`` of the table."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class SqliteState:
+    """``sqlite3`` in WAL mode with ``synchronous=NORMAL``, the embedded engine's setting."""
+
+    CREATE_SQL = "CREATE TABLE tasks (name TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL)"
+    INSERT_SQL = "INSERT INTO tasks VALUES (?, 'pending', ?)"
+    SUCCEEDED_SQL = "UPDATE tasks SET state = 'succeeded', updated = ? WHERE name = ?"
+    RUNNING_SQL = "UPDATE tasks SET state = 'running', updated = ? WHERE name = ?"
+    COUNT_SQL = "SELECT state, COUNT(*) FROM tasks GROUP BY state"
+
+    def __init__(self, path: str | Path) -> None:
+        # isolation_level=None: no implicit transactions; BEGIN/COMMIT below are the only ones.
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        # WAL + synchronous=NORMAL is the embedded engine's setting: a commit appends to
+        # the log without fsync (durable across a process crash, not a power cut).
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("DROP TABLE IF EXISTS tasks")
+        self.conn.execute(self.CREATE_SQL)
+
+    def create(self, names: Sequence[str], now: float) -> None:
+        self.conn.execute("BEGIN")
+        self.conn.executemany(self.INSERT_SQL, ((name, now) for name in names))
+        self.conn.execute("COMMIT")
+
+    def commit_tick(self, succeeded: Sequence[str], running: Sequence[str], now: float) -> None:
+        # SQLite runs on the loop thread on purpose: a commit without fsync costs less
+        # than a hop to a worker thread, and no-op tasks could not progress meanwhile.
+        self.conn.execute("BEGIN")
+        self.conn.executemany(self.SUCCEEDED_SQL, [(now, name) for name in succeeded])
+        self.conn.executemany(self.RUNNING_SQL, [(now, name) for name in running])
+        self.conn.execute("COMMIT")
+
+    def count_states(self) -> dict[str, int]:
+        return dict(self.conn.execute(self.COUNT_SQL).fetchall())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresqlState:
+    """psycopg 3; each tick is one ``UPDATE … = ANY(%s)`` per state and one commit."""
+
+    CREATE_SQL = (
+        "CREATE TABLE tasks (name VARCHAR(255) PRIMARY KEY, state VARCHAR(32) NOT NULL,"
+        " updated DOUBLE PRECISION)"
+    )
+    INSERT_SQL = "INSERT INTO tasks (name, state, updated) VALUES (%s, 'pending', %s)"
+    SUCCEEDED_SQL = "UPDATE tasks SET state = 'succeeded', updated = %s WHERE name = ANY(%s)"
+    RUNNING_SQL = "UPDATE tasks SET state = 'running', updated = %s WHERE name = ANY(%s)"
+    COUNT_SQL = "SELECT state, COUNT(*) FROM tasks GROUP BY state"
+
+    def __init__(self, url: URL) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+        )
+        with self.conn.transaction():
+            self.conn.execute("DROP TABLE IF EXISTS tasks")
+            self.conn.execute(self.CREATE_SQL)
+        self.conn.commit()
+
+    def create(self, names: Sequence[str], now: float) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(self.INSERT_SQL, [(name, now) for name in names])
+        self.conn.commit()
+
+    def commit_tick(self, succeeded: Sequence[str], running: Sequence[str], now: float) -> None:
+        # On the loop thread, like SQLite: the commit is what the tick waits for anyway.
+        if succeeded:
+            self.conn.execute(self.SUCCEEDED_SQL, (now, list(succeeded)))
+        if running:
+            self.conn.execute(self.RUNNING_SQL, (now, list(running)))
+        self.conn.commit()
+
+    def count_states(self) -> dict[str, int]:
+        rows = self.conn.execute(self.COUNT_SQL).fetchall()
+        self.conn.commit()
+        return {state: count for state, count in rows}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class MysqlState:
+    """PyMySQL; each tick is one ``UPDATE … IN %s`` per state (a tuple parameter) and one commit."""
+
+    CREATE_SQL = (
+        "CREATE TABLE tasks (name VARCHAR(255) NOT NULL PRIMARY KEY,"
+        " state VARCHAR(32) NOT NULL, updated DOUBLE)"
+        " ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_bin"
+    )
+    # PyMySQL sends executemany of this INSERT as one multi-row statement.
+    INSERT_SQL = "INSERT INTO tasks (name, state, updated) VALUES (%s, 'pending', %s)"
+    SUCCEEDED_SQL = "UPDATE tasks SET state = 'succeeded', updated = %s WHERE name IN %s"
+    RUNNING_SQL = "UPDATE tasks SET state = 'running', updated = %s WHERE name IN %s"
+    COUNT_SQL = "SELECT state, COUNT(*) FROM tasks GROUP BY state"
+
+    def __init__(self, url: URL) -> None:
+        import pymysql  # type: ignore[import-untyped]
+
+        self.conn = pymysql.connect(
+            host=url.host or "localhost",
+            port=url.port or 3306,
+            user=url.username or "",
+            password=url.password or "",
+            database=url.database,
+            charset="utf8mb4",
+            autocommit=False,
+        )
+        with self.conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS tasks")
+            cursor.execute(self.CREATE_SQL)
+        self.conn.commit()
+
+    def create(self, names: Sequence[str], now: float) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(self.INSERT_SQL, [(name, now) for name in names])
+        self.conn.commit()
+
+    def commit_tick(self, succeeded: Sequence[str], running: Sequence[str], now: float) -> None:
+        with self.conn.cursor() as cursor:
+            if succeeded:
+                cursor.execute(self.SUCCEEDED_SQL, (now, tuple(succeeded)))
+            if running:
+                cursor.execute(self.RUNNING_SQL, (now, tuple(running)))
+        self.conn.commit()
+
+    def count_states(self) -> dict[str, int]:
+        with self.conn.cursor() as cursor:
+            cursor.execute(self.COUNT_SQL)
+            rows: Any = cursor.fetchall()
+        self.conn.commit()
+        return {state: int(count) for state, count in rows}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_state(url: str | URL) -> DurableState:
+    """The :class:`DurableState` of the database at ``url`` (its ``tasks`` table recreated).
+
+    Raises:
+        ValueError: ``url`` is not a SQLite, PostgreSQL or MySQL/MariaDB URL.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError("the SQLite baseline needs a file: sqlite:///PATH")
+        return SqliteState(parsed.database)
+    if backend == "postgresql":
+        return PostgresqlState(parsed)
+    if backend in ("mysql", "mariadb"):
+        return MysqlState(parsed)
+    raise ValueError(f"no durable baseline for {backend!r} (expected sqlite, postgresql, mysql)")
 
 
 def verify_trace(deps: Shape, events: Iterable[Event], *, durable: bool) -> None:
@@ -200,27 +408,9 @@ async def _run_in_memory(deps: Shape, events: list[Event]) -> float:
     return time.perf_counter() - began
 
 
-def _open_database(db_path: str | Path) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; BEGIN/COMMIT below are the only ones.
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    # WAL + synchronous=NORMAL is the embedded engine's setting: a commit appends to
-    # the log without fsync (durable across a process crash, not a power cut).
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("DROP TABLE IF EXISTS tasks")
-    conn.execute("CREATE TABLE tasks (name TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL)")
-    return conn
-
-
-async def _run_durably(
-    deps: Shape, conn: sqlite3.Connection, events: list[Event]
-) -> tuple[float, int]:
+async def _run_durably(deps: Shape, state: DurableState, events: list[Event]) -> tuple[float, int]:
     began = time.perf_counter()
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO tasks VALUES (?, 'pending', ?)", ((name, time.time()) for name in deps)
-    )
-    conn.execute("COMMIT")
+    state.create(list(deps), time.time())
     remaining, downstream = _readiness(deps)
     completed: list[str] = []
     failures: list[str] = []
@@ -247,20 +437,8 @@ async def _run_durably(
                     if remaining[successor] == 0:
                         ready.append(successor)
             # One transaction per tick: the successes gathered since the last tick and
-            # the starts they allow. SQLite runs on the loop thread on purpose: a commit
-            # without fsync costs less than a hop to a worker thread, and no-op tasks
-            # could not make progress meanwhile anyway.
-            now = time.time()
-            conn.execute("BEGIN")
-            conn.executemany(
-                "UPDATE tasks SET state = 'succeeded', updated = ? WHERE name = ?",
-                [(now, name) for name in finished],
-            )
-            conn.executemany(
-                "UPDATE tasks SET state = 'running', updated = ? WHERE name = ?",
-                [(now, name) for name in ready],
-            )
-            conn.execute("COMMIT")
+            # the starts they allow.
+            state.commit_tick(finished, ready, time.time())
             commits += 1
             events.extend(("succeeded", name) for name in finished)
             events.extend(("running", name) for name in ready)

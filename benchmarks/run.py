@@ -1,20 +1,27 @@
 """The benchmark runner behind ``make bench``.
 
-For each reference workload (W1 fan-out, W2 chain, W3 grid) it measures, in
-one run on one machine:
+For each database given with ``--db`` (SQLite in a temporary directory when
+none is) and each reference workload (W1 fan-out, W2 chain, W3 grid) it
+measures, in one run on one machine:
 
-* the engine: a run of the workload's ``Workflow`` with no-op async tasks on a
-  durable SQLite database (WAL), driven by :class:`tideflow.engine.Engine`
-  exactly as ``tideflow run --wait`` drives it, timed from the first tick to
-  the run's end;
-* the in-memory asyncio baseline and the asyncio + SQLite group-commit
-  baseline (:mod:`benchmarks.baselines`) on the same shape.
+* the engine: a run of the workload's ``Workflow`` with no-op async tasks on
+  that database, driven by :class:`tideflow.engine.Engine` exactly as
+  ``tideflow run --wait`` drives it, timed from the first tick to the run's end;
+* the durable baseline on the same database (:func:`benchmarks.baselines.run_asyncio_durable`:
+  asyncio + the raw driver, one group commit per tick) on the same shape;
+* once per workload, the in-memory asyncio baseline (no database).
 
-Each engine measurement runs in a fresh child process so its peak RSS is its
-own. Every figure is the median of ``--repeat`` runs; the ratio
-engine / durable baseline is what to compare across machines, since shared
-machines are noisy. A 10,000-task layered workflow is also validated and
-planned (timed) and run (peak RSS). Results are printed and written as JSON.
+``--db`` may be given several times (``--db sqlite --db postgresql://… --db
+mysql://…``); one table compares them all. A server URL is only used to
+connect: each measurement runs in a scratch database created and dropped on
+that server (:mod:`benchmarks.databases`), so no user data is touched.
+
+Each engine measurement runs in a fresh child process, on a fresh database,
+so its peak RSS is its own. Every figure is the median of ``--repeat`` runs;
+the ratio engine / durable baseline of the same database is what to compare
+across machines, since shared machines are noisy. A 10,000-task layered
+workflow is also validated and planned (timed) and run on the first database
+(peak RSS). Results are printed and written as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import resource
 import statistics
@@ -29,18 +37,44 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import baselines, workloads
+from benchmarks import baselines, databases, workloads
+from benchmarks.databases import Target
+
+#: The child process reads its database URL here (not argv: it may hold a password).
+URL_VARIABLE = "TIDEFLOW_BENCH_URL"
+
+#: How the parent starts a child engine measurement.
+ENGINE_ONCE = (sys.executable, "-m", "benchmarks.run", "--engine-once")
+
+#: Columns of the results table: (heading, width).
+COLUMNS = (
+    ("database", 12),
+    ("workload", 12),
+    ("tasks", 7),
+    ("engine/s", 10),
+    ("baseline/s", 12),
+    ("ratio", 8),
+    ("RSS MB", 8),
+)
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def engine_once(shape_name: str, slots: int) -> dict[str, Any]:
-    """One engine run of a workload in this process (called in a child process)."""
+def engine_once(shape_name: str, slots: int, url: str | None = None) -> dict[str, Any]:
+    """One engine run of a workload in this process (called in a child process).
+
+    ``url`` is an empty database (migrated here); ``None`` is SQLite in a temporary directory.
+    """
+    if url is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return engine_once(shape_name, slots, f"sqlite:///{tmp}/bench.db")
+
     from tideflow.engine.control import submit_run
     from tideflow.engine.reconciler import Engine, EngineSettings
     from tideflow.executors.local import LocalExecutor
@@ -49,10 +83,9 @@ def engine_once(shape_name: str, slots: int) -> dict[str, Any]:
     from tideflow.storage.store import SqlStore
 
     deps = _shape(shape_name)
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        upgrade(url)
-        store = SqlStore.from_url(url)
+    upgrade(url)
+    store = SqlStore.from_url(url)
+    try:
         workflow = Workflow.model_validate(workloads.workflow_document(shape_name, deps))
         run = submit_run(store, workflow)
         engine = Engine(store, LocalExecutor(threads=4), EngineSettings(slots=slots))
@@ -64,6 +97,7 @@ def engine_once(shape_name: str, slots: int) -> dict[str, Any]:
         tasks = store.list_tasks(run.id)
         if len(tasks) != len(deps) or any(t.attempt != 1 for t in tasks):
             raise RuntimeError(f"{shape_name}: not every task ran exactly once")
+    finally:
         store.close()
     return {
         "tasks": len(deps),
@@ -98,23 +132,28 @@ def plan_10k() -> dict[str, Any]:
     return {"tasks": len(workflow.spec.tasks), "validate_and_plan_seconds": seconds}
 
 
-def _child(shape_name: str, slots: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--engine-once",
-            shape_name,
-            "--slots",
-            str(slots),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def _child(shape_name: str, slots: int, target: Target) -> dict[str, Any]:
+    """One engine measurement in a fresh child process, on a fresh database of ``target``."""
+    with databases.scratch_database(target) as url:
+        out = subprocess.run(
+            [*ENGINE_ONCE, shape_name, "--slots", str(slots)],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, URL_VARIABLE: url},
+        )
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"the engine run of {shape_name} on {target.label} failed:\n{out.stderr.strip()}"
+        )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def _baseline(deps: workloads.Shape, target: Target, repeat: int) -> list[dict[str, Any]]:
+    """``repeat`` durable-baseline runs on one scratch database of ``target``."""
+    with databases.scratch_database(target) as url:
+        return [baselines.run_asyncio_durable(deps, url) for _ in range(repeat)]
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,68 +167,163 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (database, workload) of ``results["databases"]``, in measurement order."""
+    rows: list[dict[str, Any]] = []
+    for label, database in results["databases"].items():
+        for name, row in database["workloads"].items():
+            rows.append(
+                {
+                    "database": label,
+                    "workload": name,
+                    "tasks": row["tasks"],
+                    "engine_tasks_per_s": row["engine"]["tasks_per_s"],
+                    "baseline_tasks_per_s": row["baseline_durable"]["tasks_per_s"],
+                    "ratio": row["engine_vs_durable_baseline"],
+                    "peak_rss_mb": row["engine"]["peak_rss_mb"],
+                }
+            )
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The results table: database, workload, tasks, engine/s, baseline/s, ratio, RSS MB."""
+    lines = ["".join(f"{h:<{w}}" if i < 2 else f"{h:>{w}}" for i, (h, w) in enumerate(COLUMNS))]
+    for row in rows:
+        widths = [w for _, w in COLUMNS]
+        lines.append(
+            f"{row['database']:<{widths[0]}}{row['workload']:<{widths[1]}}"
+            f"{row['tasks']:>{widths[2]},}{row['engine_tasks_per_s']:>{widths[3]},.0f}"
+            f"{row['baseline_tasks_per_s']:>{widths[4]},.0f}{row['ratio']:>{widths[5]}.3f}"
+            f"{row['peak_rss_mb']:>{widths[6]}.0f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--db`` values are parsed into ``args.targets``.
+
+    Exits 2 (argparse) on a bad option or ``--db`` value.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("--output", default="benchmarks/results.json")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument(
         "--slots",
         type=int,
         default=1024,
         help="engine slots (default high, so slots are not what is measured)",
     )
+    parser.add_argument(
+        "--db",
+        action="append",
+        metavar="sqlite|URL",
+        help="database to measure on, repeatable: sqlite (default; a temporary directory) "
+        "or a server URL, postgresql://USER@HOST[:PORT]/DB or mysql://USER@HOST[:PORT]/DB; "
+        "a scratch database is created on that server and dropped afterwards",
+    )
     parser.add_argument("--engine-once", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.engine_once:
-        print(json.dumps(engine_once(args.engine_once, args.slots)))
-        return 0
+    if args.repeat < 1:
+        parser.error("--repeat: must be at least 1")
+    try:
+        args.targets = databases.parse_targets(args.db)
+    except ValueError as error:
+        parser.error(f"--db: {error}")
+    return args
 
+
+def measure(targets: Sequence[Target], repeat: int, slots: int) -> dict[str, Any]:
+    """Run every measurement; the results as written to ``results.json``."""
     results: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "cpus": __import__("os").cpu_count(),
+            "cpus": os.cpu_count(),
         },
-        "slots": args.slots,
+        "slots": slots,
+        "repeat": repeat,
+        # The first database's figures, under the keys of the SQLite-only releases.
         "workloads": {},
+        "databases": {},
     }
-    for name, deps in workloads.shapes().items():
-        engine = _median([_child(name, args.slots) for _ in range(args.repeat)])
-        memory = _median([baselines.run_asyncio_memory(deps) for _ in range(args.repeat)])
-        with tempfile.TemporaryDirectory() as tmp:
-            durable = _median(
-                [
-                    baselines.run_asyncio_sqlite(deps, Path(tmp) / f"b{i}.db")
-                    for i in range(args.repeat)
-                ]
-            )
-        results["workloads"][name] = {
-            "tasks": len(deps),
-            "engine": engine,
-            "baseline_asyncio_memory": memory,
-            "baseline_asyncio_sqlite": durable,
-            "engine_vs_durable_baseline": engine["tasks_per_s"] / durable["tasks_per_s"],
+    memory = {
+        name: _median([baselines.run_asyncio_memory(deps) for _ in range(repeat)])
+        for name, deps in workloads.shapes().items()
+    }
+    for target in targets:
+        rows: dict[str, Any] = {}
+        for name, deps in workloads.shapes().items():
+            print(f"  {target.label}: {name}…", file=sys.stderr, flush=True)
+            engine = _median([_child(name, slots, target) for _ in range(repeat)])
+            durable = _median(_baseline(deps, target, repeat))
+            rows[name] = {
+                "tasks": len(deps),
+                "engine": engine,
+                "baseline_durable": durable,
+                "engine_vs_durable_baseline": engine["tasks_per_s"] / durable["tasks_per_s"],
+            }
+        results["databases"][target.label] = {
+            "kind": target.kind,
+            "server": databases.server_version(target),
+            "workloads": rows,
         }
+    first = targets[0]
+    for name, row in results["databases"][first.label]["workloads"].items():
+        legacy = {"database": first.label, **row, "baseline_asyncio_memory": memory[name]}
+        if first.kind == "sqlite":
+            legacy["baseline_asyncio_sqlite"] = row["baseline_durable"]
+        results["workloads"][name] = legacy
+    print(f"  {first.label}: layered-10k…", file=sys.stderr, flush=True)
     results["scale_10k"] = plan_10k() | {
-        "run_peak_rss_mb": _child("layered-10k", args.slots)["peak_rss_mb"]
+        "database": first.label,
+        "run_peak_rss_mb": _child("layered-10k", slots, first)["peak_rss_mb"],
     }
+    return results
 
-    print(
-        f"{'workload':<14}{'tasks':>7}{'engine/s':>11}{'asyncio/s':>12}{'durable/s':>12}"
-        f"{'ratio':>8}{'RSS MB':>9}"
+
+def report(results: dict[str, Any]) -> str:
+    """The printed report: the table, the in-memory baseline, the 10,000-task figures."""
+    memory = ", ".join(
+        f"{name} {row['baseline_asyncio_memory']['tasks_per_s']:,.0f}/s"
+        for name, row in results["workloads"].items()
     )
-    for name, row in results["workloads"].items():
-        print(
-            f"{name:<14}{row['tasks']:>7}{row['engine']['tasks_per_s']:>11,.0f}"
-            f"{row['baseline_asyncio_memory']['tasks_per_s']:>12,.0f}"
-            f"{row['baseline_asyncio_sqlite']['tasks_per_s']:>12,.0f}"
-            f"{row['engine_vs_durable_baseline']:>8.3f}{row['engine']['peak_rss_mb']:>9.0f}"
-        )
     scale = results["scale_10k"]
-    print(
-        f"10,000-task workflow: validated and planned in {scale['validate_and_plan_seconds']:.2f}s;"
-        f" ran with peak RSS {scale['run_peak_rss_mb']:.0f} MB"
+    servers = "; ".join(f"{label}: {db['server']}" for label, db in results["databases"].items())
+    return "\n".join(
+        [
+            format_table(table_rows(results)),
+            "ratio = engine / baseline (asyncio + raw driver, one commit per tick) "
+            "on the same database",
+            f"asyncio in-memory baseline (no database): {memory}",
+            f"10,000-task workflow: validated and planned in "
+            f"{scale['validate_and_plan_seconds']:.2f}s; ran on {scale['database']} "
+            f"with peak RSS {scale['run_peak_rss_mb']:.0f} MB",
+            f"databases: {servers}",
+        ]
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.engine_once:
+        print(json.dumps(engine_once(args.engine_once, args.slots, os.environ.get(URL_VARIABLE))))
+        return 0
+    targets: list[Target] = []
+    for target in args.targets:
+        try:
+            targets.append(databases.relabel(target, databases.server_version(target)))
+        except Exception as error:  # unreachable server, refused login…
+            print(f"error: {target.describe()} is unusable: {error}", file=sys.stderr)
+            return 3
+    try:
+        results = measure(targets, args.repeat, args.slots)
+    except (RuntimeError, baselines.BaselineError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(report(results))
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"written to {args.output}")
     return 0

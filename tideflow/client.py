@@ -25,12 +25,11 @@ from types import TracebackType
 from typing import Any
 
 from tideflow.config import Settings, load_settings
-from tideflow.engine import control, resources
+from tideflow.engine import control, resources, status
 from tideflow.engine.ports import ApplyResult, LogRecord, RunRecord, TaskRecord
 from tideflow.engine.reconciler import Engine
-from tideflow.executors.local import LocalExecutor
-from tideflow.model import Workflow
-from tideflow.storage.migrating import upgrade
+from tideflow.executors.routing import engine_executor
+from tideflow.model import Workflow, WorkflowRunStatus
 from tideflow.storage.store import SqlStore
 
 
@@ -42,7 +41,7 @@ class Client:
         self.namespace = namespace
         self.store = SqlStore.from_url(settings.database.url)
         if settings.database.auto_migrate:
-            upgrade(self.store.engine)
+            self.store.upgrade()
 
     def __enter__(self) -> Client:
         return self
@@ -85,13 +84,20 @@ class Client:
         record = self.get(run)
         engine = Engine(
             self.store,
-            LocalExecutor(threads=self.settings.executor_threads()),
+            engine_executor(threads=self.settings.executor_threads()),
             self.settings.engine_settings(),
         )
         return asyncio.run(engine.drive(record.id))
 
     def get(self, run: str) -> RunRecord:
         return self.store.get_run(self.namespace, run)
+
+    def status(self, run: str) -> WorkflowRunStatus:
+        """The run's status, as ``get run`` shows it: phase, ``Ready`` condition,
+        task counts, times, and ``observed_generation`` (equal to the run's
+        generation once the engine has acted on its latest control request)."""
+        record = self.get(run)
+        return status.run_status(record, self.store.list_tasks(record.id))
 
     def runs(self, workflow: str | None = None) -> list[RunRecord]:
         return self.store.list_runs(self.namespace, workflow)

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from tideflow.engine.reconciler import EngineSettings
 from tideflow.errors import Problem, ValidationError
 from tideflow.loading import problems_from_pydantic
+from tideflow.model import check_name
 
 DEFAULT_CONFIG_FILE = "tideflow.yaml"
 
@@ -79,7 +80,10 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineConfig = EngineConfig()
     pools: dict[str, int] = Field(
-        default_factory=dict, description="Named slot pools shared by all runs: name -> capacity."
+        default_factory=dict,
+        description="Named slot pools shared by all runs: name -> capacity. An engine "
+        "(server, run --wait) stores these capacities in the database when it starts; "
+        "every engine then counts against the stored value (tideflow pool set changes it).",
     )
     log_level: str = Field(default="WARNING", description="Python logging level of the engine.")
 
@@ -87,6 +91,7 @@ class Settings(BaseSettings):
     @classmethod
     def _positive_pools(cls, pools: dict[str, int]) -> dict[str, int]:
         for name, capacity in pools.items():
+            check_name(name)  # pools are stored by name, as manifests name them
             if capacity <= 0:
                 raise ValueError(f"pool {name!r} needs a capacity greater than 0")
         return pools

@@ -13,6 +13,7 @@ API) can map each class to one exit status / HTTP status in one place:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,6 +41,14 @@ class ValidationError(TideflowError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class TemplateError(TideflowError):
+    """A template could not be rendered (undefined name, sandbox violation, error inside)."""
+
+
+class FunctionError(TideflowError):
+    """A function reference cannot be resolved to a callable."""
 
 
 class NotFoundError(TideflowError):
@@ -72,3 +81,13 @@ class TemporaryError(TaskError):
     def __init__(self, message: str = "", *, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+def did_you_mean(name: str, candidates: Iterable[str], *, cutoff: float = 0.7) -> str:
+    """`` (did you mean "X"?)`` for the candidate closest to ``name``, or ``""``.
+
+    Every "did you mean" in Tideflow's messages (unknown fields, tasks,
+    parameters, functions, commands) is worded by this one function.
+    """
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    return f' (did you mean "{close[0]}"?)' if close else ""

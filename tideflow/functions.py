@@ -8,14 +8,13 @@ change while the process lives.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tideflow.errors import Problem, TideflowError
+from tideflow.errors import FunctionError, Problem, did_you_mean
 
 __all__ = [
     "CONTEXT_PARAMETER",
@@ -31,10 +30,6 @@ __all__ = [
 CONTEXT_PARAMETER = "context"
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-class FunctionError(TideflowError):
-    """A function reference cannot be resolved to a callable."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -165,6 +160,4 @@ def signature_problems(fn: Callable[..., Any], arg_names: set[str], path: str) -
     return problems
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+_suggest = did_you_mean

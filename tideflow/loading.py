@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import itertools
 import re
 import types
@@ -95,7 +94,7 @@ import yaml
 from pydantic_core import ErrorDetails
 
 from tideflow import templating
-from tideflow.errors import Problem, ValidationError
+from tideflow.errors import Problem, ValidationError, did_you_mean
 from tideflow.model import (
     API_VERSION,
     ContainerSpec,
@@ -718,9 +717,7 @@ def _aliases(model: type[pydantic.BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+_suggest = did_you_mean
 
 
 _TYPE_NAMES = {

@@ -30,7 +30,7 @@ import jinja2.meta
 import jinja2.sandbox
 from jinja2 import nodes
 
-from tideflow.errors import Problem, TideflowError
+from tideflow.errors import Problem, TemplateError
 
 __all__ = [
     "CONTEXT_NAMES",
@@ -87,10 +87,6 @@ _ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(
     autoescape=False,
     keep_trailing_newline=True,
 )
-
-
-class TemplateError(TideflowError):
-    """A template could not be rendered (undefined name, sandbox violation, error inside)."""
 
 
 @dataclass(frozen=True, slots=True)

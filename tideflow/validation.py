@@ -5,7 +5,8 @@ workflow makes sense as a whole: task names are unique, dependencies exist and
 form no cycle, templates only use what will exist when the task runs (its
 upstream tasks, declared parameters, ``item`` only under ``forEach``),
 parameter defaults and ``enum`` values fit the declared types, function
-references import and accept their arguments. Every problem is reported, not
+references import and accept their arguments, hooks name events the engine
+emits (:class:`~tideflow.model.EventKind`). Every problem is reported, not
 only the first.
 
 Callers: the CLI (``validate``, ``apply``), the HTTP API, the builder, and the
@@ -18,21 +19,23 @@ template uses a task that is not a direct dependency.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from tideflow import functions, parameters, templating
 from tideflow.dag import Graph, find_cycle
-from tideflow.errors import Problem, ValidationError
+from tideflow.errors import Problem, ValidationError, did_you_mean
 from tideflow.model import (
+    EVENT_NAMES,
     ExecutorKind,
+    HookSpec,
     Manifest,
     ParamSpec,
     TaskSpec,
     Workflow,
     check_name,
 )
+from tideflow.model.templated import task_templates
 
 __all__ = ["check", "check_params", "validate_workflow"]
 
@@ -40,6 +43,7 @@ _TASK_NAMES = frozenset(templating.CONTEXT_NAMES)
 # Defaults are rendered before any parameter has a value, so they cannot use ``params``.
 _PARAM_NAMES = frozenset({"run", "schedule"})
 _FAN_OUT_NAMES = frozenset({"item", "index"})
+_EVENT_NAMES = frozenset(EVENT_NAMES)
 
 
 def check(manifests: Sequence[tuple[str, Manifest]], *, resolve_functions: bool = True) -> None:
@@ -165,6 +169,7 @@ def validate_workflow(
     """
     declared = dict.fromkeys(param.name for param in wf.spec.params)  # ordered, O(1) lookups
     problems = _param_problems(wf, declared)
+    problems += _hook_problems(wf.spec.hooks, "spec.hooks")
     tasks = wf.spec.tasks
     index = _task_index(tasks, problems)
     deps = _dependency_problems(tasks, index, problems)
@@ -183,6 +188,7 @@ def validate_workflow(
             error = pools[task.pool]
             if error is not None:
                 problems.append(Problem(f"{path}.pool", error))
+        problems += _hook_problems(task.hooks, f"{path}.hooks")
         if resolve_functions and task.executor is ExecutorKind.LOCAL:
             if task.function is not None:
                 problems += _function_problems(
@@ -336,14 +342,9 @@ class _Upstream:
 
 
 def _template_fields(task: TaskSpec, path: str) -> Iterator[tuple[str, Any]]:
-    yield f"{path}.args", task.args
-    yield f"{path}.command", task.command
-    yield f"{path}.env", task.env
-    yield f"{path}.workingDir", task.working_dir
-    if task.container is not None:
-        yield f"{path}.container.command", task.container.command
-        yield f"{path}.container.args", task.container.args
-        yield f"{path}.container.env", task.container.env
+    # The engine renders exactly these fields into each attempt (same list).
+    for field, value in task_templates(task):
+        yield f"{path}.{field}", value
 
 
 def _template_problems(
@@ -443,6 +444,22 @@ def _function_problems(
     ]
 
 
+def _hook_problems(hooks: Sequence[HookSpec] | None, path: str) -> list[Problem]:
+    """Events in ``hooks[].on`` that the engine never emits, or that are listed twice."""
+    problems: list[Problem] = []
+    for i, hook in enumerate(hooks or ()):
+        seen: set[str] = set()
+        for j, event in enumerate(hook.on):
+            where = f"{path}[{i}].on[{j}]"
+            if event not in _EVENT_NAMES:
+                hint = _suggest(event, list(EVENT_NAMES)) or f"; known: {', '.join(EVENT_NAMES)}"
+                problems.append(Problem(where, f'unknown event "{event}"{hint}'))
+            elif event in seen:
+                problems.append(Problem(where, f'"{event}" is listed twice'))
+            seen.add(event)
+    return problems
+
+
 def _name_error(name: str) -> str | None:
     try:
         check_name(name)
@@ -451,6 +468,4 @@ def _name_error(name: str) -> str | None:
     return None
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+_suggest = did_you_mean

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.e2e.cli import spawn, stop, tideflow
+from tideflow.storage.migrating import schema_sql, script_path
 
 T = "tests.integration.tasks"
 
@@ -60,6 +61,7 @@ def test_validate_reports_every_problem_with_its_place_and_exits_2(tmp_path: Pat
         kind: Workflow
         metadata: {{name: daily}}
         spec:
+          hooks: [{{on: [RunSucceeded, RunFailedd], plugin: email}}]
           tasks:
             - {{name: fetch-bars, function: {T}:echo, args: {{value: 1}}}}
             - {{name: clean, function: {T}:echo, dependsOn: [fech-bars], args: {{value: 1}}}}
@@ -82,6 +84,8 @@ def test_validate_reports_every_problem_with_its_place_and_exits_2(tmp_path: Pat
     unknown = 'unknown task "fech-bars" (did you mean "fetch-bars"?)'
     assert f"daily.yaml: spec.tasks[1].dependsOn[0]: {unknown}" in err
     assert "zero.yaml: spec.tasks[0].timeoutSeconds: must be greater than 0" in err
+    hook = 'spec.hooks[0].on[1]: unknown event "RunFailedd" (did you mean "RunFailed"?)'
+    assert f"daily.yaml: {hook}" in err
     assert "dependency cycle: a -> b -> a" in err
     assert "__class__" in err and "Python internals" in err
     assert "no_such_function" in err
@@ -234,6 +238,9 @@ def test_db_schema_prints_the_ddl(tmp_path: Path, db: str, dialect: str) -> None
     result = tideflow("db", "schema", "--dialect", dialect, db=db, cwd=tmp_path)
     assert result.code == 0
     assert "CREATE TABLE task_instances" in result.out
+    # What a DBA gets from the CLI is what the committed script holds, byte for byte.
+    assert result.out == schema_sql(dialect)
+    assert script_path(dialect).read_text(encoding="utf-8").endswith(result.out)
 
 
 def _tasks(db: str, cwd: Path, run: str) -> dict[str, str]:

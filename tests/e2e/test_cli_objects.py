@@ -164,6 +164,8 @@ def test_listings_filter_by_label_phase_namespace_and_limit(
         return [line.split("/", 1)[1] for line in result.out.split()]
 
     assert names() == ["lab-1", "ok-1"]
+    before = tideflow("-o", "name", "get", "runs", db=db, cwd=tmp_path)  # -o before the verb
+    assert before.out.split() == ["workflowrun.tideflow.dev/lab-1", "workflowrun.tideflow.dev/ok-1"]
     assert names("-A") == ["lab-1", "q-1", "ok-1"]
     assert names("-l", "desk=asia") == ["lab-1"]
     assert names("-l", "team=data,desk!=asia") == ["ok-1"]  # the workflow's labels count

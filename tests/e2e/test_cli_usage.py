@@ -61,7 +61,7 @@ def test_every_command_has_help_with_h(
     ("argv", "message"),
     [
         (["validate"], "Missing option '-f' / '--filename'"),
-        (["get", "pods"], 'unknown kind "pods"; use workflows, runs or tasks'),
+        (["get", "pods"], 'unknown kind "pods"; use workflows, runs, tasks or pools'),
         (["get", "runs", "-o", "xml"], "'xml' is not one of"),
         (["frobnicate"], 'unknown command "frobnicate"'),
         (["gett", "runs"], 'unknown command "gett" (did you mean "get"?)'),

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.enginekit import execute, workflow
+from tests.integration.enginekit import FAST, execute, workflow
+from tideflow.engine import control
+from tideflow.engine.reconciler import Engine
+from tideflow.executors.routing import engine_executor
 from tideflow.model import RunPhase, TaskPhase
 from tideflow.storage.store import SqlStore
 
@@ -318,3 +321,22 @@ async def test_a_kubernetes_task_fails_clearly_on_the_local_engine(store: SqlSto
         "executor 'kubernetes' is not available in this engine; only local tasks run here"
     )
     assert tasks["factors"].attempt == 1
+
+
+async def test_a_kubernetes_task_fails_clearly_through_the_front_doors_executor(
+    store: SqlStore,
+) -> None:
+    # The CLI and the client route by executor kind, with only `local` registered.
+    wf = workflow(
+        {"name": "local", "command": ["sh", "-c", "echo 1"]},
+        {"name": "factors", "executor": "kubernetes", "container": {"image": "busybox"}},
+    )
+    run = control.submit_run(store, wf)
+    final = await Engine(store, engine_executor(threads=2), FAST).drive(run.id)
+    tasks = {t.name: t for t in store.list_tasks(run.id)}
+    assert final.phase is RunPhase.FAILED
+    assert (tasks["local"].phase, tasks["local"].output) == (TaskPhase.SUCCEEDED, 1)
+    assert (tasks["factors"].attempt, tasks["factors"].error) == (
+        1,
+        "executor 'kubernetes' is not available in this engine; only local tasks run here",
+    )

@@ -1,6 +1,9 @@
-"""Migrations: alembic produces exactly ``tables.py``; ``schema_sql`` prints it per dialect."""
+"""Migrations: alembic produces exactly ``tables.py``; ``schema_sql`` prints it per dialect;
+the committed DDL scripts (``tideflow/storage/<dialect>.sql``) are that DDL."""
 
 from __future__ import annotations
+
+import difflib
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +13,17 @@ from alembic.script import ScriptDirectory
 
 from tideflow.errors import ValidationError
 from tideflow.storage.database import create_engine_for
-from tideflow.storage.migrating import MIGRATIONS, alembic_config, schema_sql, upgrade
+from tideflow.storage.migrating import (
+    DIALECTS,
+    MIGRATIONS,
+    REGENERATE_COMMAND,
+    alembic_config,
+    head_revision,
+    schema_script,
+    schema_sql,
+    script_path,
+    upgrade,
+)
 from tideflow.storage.tables import metadata
 
 TABLES = {"workflows", "runs", "task_instances", "task_logs"}
@@ -90,3 +103,62 @@ def test_schema_sql_runs_on_sqlite() -> None:
 def test_schema_sql_refuses_an_unknown_dialect() -> None:
     with pytest.raises(ValidationError, match="unknown dialect 'oracle'"):
         schema_sql("oracle")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_committed_ddl_scripts_are_up_to_date(dialect: str) -> None:
+    path = script_path(dialect)
+    committed = path.read_text(encoding="utf-8") if path.is_file() else ""
+    expected = schema_script(dialect)
+    if committed != expected:
+        diff = difflib.unified_diff(
+            committed.splitlines(), expected.splitlines(), "committed", "schema", lineterm=""
+        )
+        pytest.fail(
+            f"tideflow/storage/{path.name} does not match the schema (a migration or tables.py "
+            f"changed it); regenerate the scripts with:\n    {REGENERATE_COMMAND}\n\n"
+            + "\n".join(list(diff)[:40]),
+            pytrace=False,
+        )
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_each_ddl_script_names_the_head_revision_and_how_to_regenerate_it(dialect: str) -> None:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    script = schema_script(dialect)
+    header, _, body = script.partition("\n\n")
+    assert head_revision() == head
+    assert f"alembic revision {head} (head)" in header
+    assert f"`{REGENERATE_COMMAND}`" in header
+    assert f"`tideflow db schema --dialect {dialect}`" in header
+    assert all(line.startswith("--") for line in header.splitlines())
+    assert body == schema_sql(dialect)
+    assert script_path("mariadb") == script_path("mysql")
+
+
+def test_a_database_created_from_the_ddl_script_is_the_migrated_schema(
+    empty_database_url: str,
+) -> None:
+    # What a DBA does: run the script, record the revision as its header says; then
+    # the tables equal the declared schema and `tideflow db upgrade` has nothing to do.
+    engine = create_engine_for(empty_database_url)
+    dialect = {"mariadb": "mysql"}.get(engine.dialect.name, engine.dialect.name)
+    try:
+        with engine.begin() as connection:
+            script = schema_script(dialect).splitlines()
+            ddl = "\n".join(line for line in script if not line.startswith("--"))
+            for statement in ddl.split(";"):
+                if statement.strip():
+                    connection.exec_driver_sql(statement)
+            MigrationContext.configure(connection).stamp(
+                ScriptDirectory.from_config(alembic_config()), "head"
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert compare_metadata(context, metadata) == []
+            assert context.get_current_revision() == head_revision()
+    finally:
+        engine.dispose()

@@ -60,7 +60,8 @@ def test_deleting_a_run_removes_its_tasks_logs_and_pool_holdings(
                 logs=[LogRecord(record.id, "list-symbols", 1, "stdout", "hello", T0)],
             )
         )
-    store.acquire_slots(owner, "vendor", 2, [(run.id, "list-symbols")], T0)
+    store.set_pool_capacity("vendor", 2)
+    store.acquire_slots(owner, "vendor", [(run.id, "list-symbols")], T0)
 
     store.delete_run("default", "doomed")
 
@@ -69,7 +70,7 @@ def test_deleting_a_run_removes_its_tasks_logs_and_pool_holdings(
     assert store.list_tasks(run.id) == []
     assert store.get_logs(run.id) == []
     # The pool slot went with it: the other run can take both slots.
-    granted = store.acquire_slots(owner, "vendor", 2, [(keep.id, "a"), (keep.id, "b")], T0)
+    granted = store.acquire_slots(owner, "vendor", [(keep.id, "a"), (keep.id, "b")], T0)
     assert len(granted) == 2
     assert [t.name for t in store.list_tasks(keep.id)] == ["list-symbols", "fetch-bars"]
     assert [line.text for line in store.get_logs(keep.id)] == ["hello"]

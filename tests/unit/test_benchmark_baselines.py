@@ -1,4 +1,5 @@
-"""The benchmark workloads and the plain-asyncio baselines the engine is compared with."""
+"""The benchmark workloads, the plain-asyncio baselines the engine is compared with, and the
+runner's pure parts: ``--db`` parsing and the results table."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks import baselines, workloads
+from benchmarks import baselines, databases, run, workloads
 from benchmarks.baselines import BaselineError, Event, verify_trace
 from tideflow.model import Workflow
 
@@ -162,3 +164,157 @@ def test_a_failing_task_fails_the_baseline(monkeypatch: pytest.MonkeyPatch, tmp_
         baselines.run_asyncio_memory(DIAMOND)
     with pytest.raises(BaselineError, match="boom"):
         baselines.run_asyncio_sqlite(DIAMOND, tmp_path / "f.db")
+
+
+# -- several databases: the durable baseline by URL, --db parsing, the results table ------
+
+
+def test_the_durable_baseline_takes_a_sqlite_url(tmp_path: Path) -> None:
+    result = baselines.run_asyncio_durable(SMALL["grid"], f"sqlite:///{tmp_path / 'g.db'}")
+    # grid 4 x 3: one commit per layer to start it, and one for the last layer's success.
+    assert result["tasks"] == 12 and result["commits"] == 5
+    with closing(sqlite3.connect(tmp_path / "g.db")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'").fetchone() == (
+            12,
+        )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("oracle://scott@db/orcl", "no durable baseline for 'oracle'"),
+        ("sqlite://", "needs a file"),
+    ],
+)
+def test_the_durable_baseline_refuses_other_databases(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        baselines.run_asyncio_durable(SMALL["diamond"], url)
+
+
+@pytest.mark.parametrize(
+    "state", [baselines.SqliteState, baselines.PostgresqlState, baselines.MysqlState]
+)
+def test_the_baseline_sql_is_fixed_text_with_driver_parameters(state: type) -> None:
+    statements = {k: v for k, v in vars(state).items() if k.endswith("_SQL")}
+    assert set(statements) == {
+        "CREATE_SQL",
+        "INSERT_SQL",
+        "SUCCEEDED_SQL",
+        "RUNNING_SQL",
+        "COUNT_SQL",
+    }
+    marker = "?" if state is baselines.SqliteState else "%s"
+    for key in ("INSERT_SQL", "SUCCEEDED_SQL", "RUNNING_SQL"):
+        assert statements[key].count(marker) == 2 and "{" not in statements[key]
+
+
+def test_db_defaults_to_sqlite_and_takes_several_databases() -> None:
+    assert [t.label for t in run.parse_args([]).targets] == ["sqlite"]
+    args = run.parse_args(
+        [
+            "--db", "sqlite",
+            "--db", "postgresql://postgres@127.0.0.1:5432/test",
+            "--db", "mysql://root:secret@127.0.0.1/test",
+            "--db", "mariadb://root@db2/test",
+            "--repeat", "1",
+        ]
+    )  # fmt: skip
+    assert args.repeat == 1
+    assert [(t.kind, t.label) for t in args.targets] == [
+        ("sqlite", "sqlite"),
+        ("postgresql", "postgresql"),
+        ("mysql", "mysql"),
+        ("mysql", "mariadb"),
+    ]
+    postgresql, mysql = args.targets[1].server, args.targets[2].server
+    assert postgresql is not None and postgresql.drivername == "postgresql+psycopg"
+    assert mysql is not None and mysql.drivername == "mysql+pymysql" and mysql.password == "secret"
+    assert "secret" not in args.targets[2].describe()
+
+
+def test_the_same_database_twice_gets_two_labels() -> None:
+    targets = databases.parse_targets(
+        ["sqlite", "sqlite", "postgresql://u@h/d", "postgresql://u@k/d"]
+    )
+    assert [t.label for t in targets] == ["sqlite", "sqlite#2", "postgresql", "postgresql#2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("sqlite:///tmp/x.db", "write --db sqlite"),
+        ("oracle://scott@db/orcl", "unsupported database 'oracle'"),
+        ("postgresql:///test", "needs a host"),
+        ("not a url", "not a database URL"),
+    ],
+)
+def test_a_bad_db_is_a_usage_error(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run.parse_args(["--db", value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_repeat_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run.parse_args(["--repeat", "0"])
+    assert "--repeat: must be at least 1" in capsys.readouterr().err
+
+
+def test_a_mysql_url_on_a_mariadb_server_is_labelled_mariadb() -> None:
+    target = databases.parse_target("mysql://root@127.0.0.1/test")
+    assert databases.relabel(target, "10.11.6-MariaDB-0+deb12u1").label == "mariadb"
+    assert databases.relabel(target, "8.0.36").label == "mysql"
+    sqlite = databases.parse_target("sqlite")
+    assert databases.relabel(sqlite, "SQLite 3.40.1") == sqlite
+
+
+def test_a_sqlite_scratch_database_lives_in_a_directory_removed_afterwards() -> None:
+    with databases.scratch_database(databases.parse_target("sqlite")) as url:
+        path = Path(url.removeprefix("sqlite:///"))
+        assert url.startswith("sqlite:///") and path.name == "bench.db"
+        assert path.parent.is_dir() and not path.exists()
+    assert not path.parent.exists()
+
+
+def _results() -> dict[str, Any]:
+    def row(tasks: int, engine: float, baseline: float, rss: float) -> dict[str, Any]:
+        return {
+            "tasks": tasks,
+            "engine": {"tasks_per_s": engine, "peak_rss_mb": rss},
+            "baseline_durable": {"tasks_per_s": baseline},
+            "engine_vs_durable_baseline": engine / baseline,
+        }
+
+    return {
+        "databases": {
+            "sqlite": {"workloads": {"w1-fan-out": row(1002, 6304.4, 90387.0, 71.2)}},
+            "postgresql": {"workloads": {"w2-chain": row(200, 197.0, 886.0, 75.0)}},
+        }
+    }
+
+
+def test_the_results_table_has_one_row_per_database_and_workload() -> None:
+    assert run.format_table(run.table_rows(_results())).splitlines() == [
+        "database    workload      tasks  engine/s  baseline/s   ratio  RSS MB",
+        "sqlite      w1-fan-out    1,002     6,304      90,387   0.070      71",
+        "postgresql  w2-chain        200       197         886   0.222      75",
+    ]
+
+
+def test_the_report_adds_the_memory_baseline_and_the_10k_figures() -> None:
+    results = _results()
+    results["databases"]["sqlite"]["server"] = "SQLite 3.40.1"
+    results["databases"]["postgresql"]["server"] = "PostgreSQL 15.2"
+    results["workloads"] = {"w1-fan-out": {"baseline_asyncio_memory": {"tasks_per_s": 155644.0}}}
+    results["scale_10k"] = {
+        "validate_and_plan_seconds": 0.16,
+        "database": "sqlite",
+        "run_peak_rss_mb": 111.0,
+    }
+    text = run.report(results)
+    assert "asyncio in-memory baseline (no database): w1-fan-out 155,644/s" in text
+    assert "validated and planned in 0.16s; ran on sqlite with peak RSS 111 MB" in text
+    assert "postgresql: PostgreSQL 15.2" in text

@@ -9,7 +9,7 @@ import pytest
 
 from tideflow.errors import Problem, ValidationError
 from tideflow.loading import load_path, parse_manifest
-from tideflow.model import Workflow
+from tideflow.model import EVENT_NAMES, Workflow
 from tideflow.validation import check, check_params, validate_workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -448,3 +448,48 @@ def test_dynamic_parameter_lookups_and_mapping_methods_are_not_checked() -> None
     }
     wf = _workflow(_cmd("a", args=args), params=[{"name": "key", "default": "key"}])
     assert _messages(wf) == []
+
+
+def _hooked(hooks: list[dict[str, Any]], task_hooks: list[dict[str, Any]]) -> Workflow:
+    doc = {
+        "metadata": {"name": "daily"},
+        "spec": {"hooks": hooks, "tasks": [_cmd("fetch", hooks=task_hooks)]},
+    }
+    return Workflow.model_validate(doc)
+
+
+def test_hooks_may_only_name_events_the_engine_emits() -> None:
+    wf = _hooked(
+        [{"on": ["RunSucceeded", "RunFailedd"], "plugin": "email"}],
+        [{"on": ["TaskRetrying", "taskfailed", "Whatever", "TaskRetrying"], "plugin": "hook"}],
+    )
+    messages = _messages(wf)
+    assert messages[:3] == [
+        'spec.hooks[0].on[1]: unknown event "RunFailedd" (did you mean "RunFailed"?)',
+        'spec.tasks[0].hooks[0].on[1]: unknown event "taskfailed" (did you mean "TaskFailed"?)',
+        'spec.tasks[0].hooks[0].on[2]: unknown event "Whatever"; known: RunCreated, RunStarted, '
+        "RunPaused, RunResumed, RunSucceeded, RunFailed, RunTerminated, TaskStarted, "
+        "TaskSucceeded, TaskFailed, TaskRetrying, TaskTimedOut, TaskSkipped, TaskUpstreamFailed, "
+        "TaskTerminated",
+    ]
+    assert messages[3:] == ['spec.tasks[0].hooks[0].on[3]: "TaskRetrying" is listed twice']
+
+
+def test_every_event_may_be_hooked() -> None:
+    wf = _hooked([{"on": list(EVENT_NAMES), "plugin": "all"}], [])
+    assert _messages(wf) == []
+
+
+def test_a_bad_hook_event_is_reported_through_check_with_its_source(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "apiVersion: tideflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: daily}\n"
+        "spec:\n  hooks: [{on: [RunFailedd], plugin: email}]\n"
+        '  tasks: [{name: a, command: ["true"]}]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ValidationError) as caught:
+        check(load_path(flow))
+    assert [str(p) for p in caught.value.problems] == [
+        f'{flow}: spec.hooks[0].on[0]: unknown event "RunFailedd" (did you mean "RunFailed"?)'
+    ]

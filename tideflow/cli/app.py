@@ -14,14 +14,13 @@ gives persistent global options and name completion without workarounds.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from typing import Any
 
 import click
 
-from tideflow.cli import completion, manifests, reading, runs, serving
+from tideflow.cli import completion, manifests, pools, reading, runs, serving
 from tideflow.cli.render import errors
 from tideflow.cli.session import Session, root_options
 from tideflow.errors import (
@@ -30,6 +29,7 @@ from tideflow.errors import (
     StorageError,
     TideflowError,
     ValidationError,
+    did_you_mean,
 )
 from tideflow.version import __version__
 
@@ -45,8 +45,7 @@ class _Group(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            close = difflib.get_close_matches(name, list(self.commands), n=1, cutoff=0.6)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            hint = did_you_mean(name, self.commands, cutoff=0.6)
             raise click.UsageError(f'unknown command "{name}"{hint}', ctx)
         return super().resolve_command(ctx, args)
 
@@ -79,7 +78,7 @@ def version() -> None:
     click.echo(f"tideflow {__version__}")
 
 
-for group in (manifests, runs, reading, serving):
+for group in (manifests, runs, reading, serving, pools):
     for command in group.COMMANDS:
         cli.add_command(command)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tideflow.cli import completion, render, watching
+from tideflow.cli import completion, pools, render, watching
 from tideflow.cli.render import console
 from tideflow.cli.session import (
     KindType,
@@ -34,6 +34,8 @@ _KINDS = {
     "workflowrun": "run",
     "tasks": "task",
     "task": "task",
+    "pools": "pool",
+    "pool": "pool",
 }
 _RUN_KINDS = {k: v for k, v in _KINDS.items() if v == "run"}
 _PHASES = sorted({p.value for p in RunPhase} | {p.value for p in TaskPhase})
@@ -49,7 +51,7 @@ def _phase(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("kind", type=KindType(_KINDS, "workflows, runs or tasks"), metavar="KIND")
+@click.argument("kind", type=KindType(_KINDS, "workflows, runs, tasks or pools"), metavar="KIND")
 @click.argument("name", required=False, shell_complete=completion.kind_names)
 @click.option("-l", "--selector", help="Label selector: key=value,key!=value,key,!key.")
 @click.option(
@@ -71,14 +73,19 @@ def get(
     watch: bool,
     output: str | None,
 ) -> None:
-    """List workflows, runs or the tasks of a run: get workflows|runs|run NAME|tasks RUN."""
+    """List workflows, runs, the tasks of a run, or pools:
+    get workflows|runs|run NAME|tasks RUN|pools."""
     state = session()
     fmt = resolve_output(output)
     labels = LabelSelector.parse(selector)
     namespace = None if all_namespaces else state.namespace
     store = state.store()
     what = kind
-    if what == "task":
+    if what == "pool":
+        if watch:
+            raise click.UsageError("-w watches runs and tasks, not pools")
+        pools.get_pools(store, name, fmt)
+    elif what == "task":
         if name is None:
             raise click.UsageError("name the run: tideflow get tasks RUN")
         run = store.get_run(state.namespace, name)

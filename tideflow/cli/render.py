@@ -14,19 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tideflow.cli.session import Output
+from tideflow.engine import status
 from tideflow.engine.ports import RunRecord, TaskRecord, WorkflowRecord
-from tideflow.model import (
-    ObjectMeta,
-    RunPhase,
-    TaskCounts,
-    TaskPhase,
-    WorkflowRef,
-    WorkflowRun,
-    WorkflowRunSpec,
-    WorkflowRunStatus,
-    to_document,
-)
-from tideflow.model.manifests import Condition
+from tideflow.model import ObjectMeta, WorkflowRef, WorkflowRun, WorkflowRunSpec, to_document
 
 # Piped output is not wrapped at 80 columns (scripts read it); a terminal gets its width.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
@@ -101,39 +91,8 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     console.print(grid)
 
 
-def leaf_tasks(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
-    """Task instances that do work: a fanned-out task counts as its sub-tasks."""
-    parents = {t.task for t in tasks if t.index is not None}
-    return [t for t in tasks if t.index is not None or t.name not in parents]
-
-
-def task_counts(tasks: Sequence[TaskRecord]) -> TaskCounts:
-    leaves = leaf_tasks(tasks)
-    count = {phase: 0 for phase in TaskPhase}
-    for task in leaves:
-        count[task.phase] += 1
-    return TaskCounts(
-        total=len(leaves),
-        pending=count[TaskPhase.PENDING] + count[TaskPhase.QUEUED] + count[TaskPhase.RETRYING],
-        running=count[TaskPhase.RUNNING],
-        succeeded=count[TaskPhase.SUCCEEDED],
-        failed=count[TaskPhase.FAILED],
-        skipped=count[TaskPhase.SKIPPED],
-        upstream_failed=count[TaskPhase.UPSTREAM_FAILED],
-        terminated=count[TaskPhase.TERMINATED],
-    )
-
-
 def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
-    """The run as a ``WorkflowRun`` manifest with its status."""
-    counts = task_counts(tasks)
-    ready = Condition(
-        type="Ready",
-        status="True" if run.phase is RunPhase.SUCCEEDED else "False",
-        reason=run.phase.value,
-        message=run.message or progress_message(run.phase, counts),
-        last_transition_time=run.finished_at or run.started_at or run.created_at,
-    )
+    """The run as a ``WorkflowRun`` manifest with its status (:func:`status.run_status`)."""
     return WorkflowRun(
         metadata=ObjectMeta(name=run.name, namespace=run.namespace, labels=run.labels or None),
         spec=WorkflowRunSpec(
@@ -141,46 +100,17 @@ def run_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> WorkflowRun:
             params=run.params,
             desired_state=run.desired_state,
         ),
-        status=WorkflowRunStatus(
-            phase=run.phase,
-            observed_generation=run.generation,
-            conditions=[ready],
-            tasks=counts,
-            message=run.message,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-        ),
+        status=status.run_status(run, tasks),
     )
-
-
-def done(counts: TaskCounts) -> int:
-    """Tasks that reached a final phase."""
-    return (
-        counts.succeeded
-        + counts.failed
-        + counts.skipped
-        + counts.upstream_failed
-        + counts.terminated
-    )
-
-
-def progress_message(phase: RunPhase, counts: TaskCounts) -> str:
-    if phase is RunPhase.TERMINATED:
-        finished = done(counts) - counts.terminated
-        return (
-            f"terminated: {finished} of {counts.total} tasks finished, "
-            f"{counts.terminated} terminated"
-        )
-    return f"{done(counts)}/{counts.total} tasks done"
 
 
 def run_document(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
     manifest = run_manifest(run, tasks)
     document = to_document(manifest)
     # Status fields are always shown, even at their defaults (finishedAt: null while running).
-    status = manifest.status
-    assert status is not None
-    document["status"] = status.model_dump(mode="json", by_alias=True)
+    shown = manifest.status
+    assert shown is not None
+    document["status"] = shown.model_dump(mode="json", by_alias=True)
     document["spec"].setdefault("desiredState", run.desired_state.value)
     return document
 
@@ -242,8 +172,12 @@ def run_row(
         duration(run.started_at, run.finished_at or (now if run.started_at else None)),
     ]
     if wide:
-        counts = task_counts(tasks or [])
-        row += [f"{done(counts)}/{counts.total}", run.owner or "-", labels_text(run.labels)]
+        counts = status.task_counts(tasks or [])
+        row += [
+            f"{status.finished(counts)}/{counts.total}",
+            run.owner or "-",
+            labels_text(run.labels),
+        ]
     return row
 
 

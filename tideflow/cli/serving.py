@@ -81,7 +81,8 @@ def db_schema(dialect: str) -> None:
     """Print the DDL of the schema for one SQL dialect."""
     from tideflow.storage.migrating import schema_sql
 
-    console.print(schema_sql(dialect), markup=False, highlight=False)
+    # Plain text, byte for byte what tideflow/storage/<dialect>.sql holds after its header.
+    click.echo(schema_sql(dialect), nl=False)
 
 
 COMMANDS = [server, db]

@@ -51,13 +51,12 @@ class Session:
 
     def store(self) -> Store:
         if self._store is None:
-            from tideflow.storage.migrating import upgrade
             from tideflow.storage.store import SqlStore
 
             settings = self.settings()
             store = SqlStore.from_url(settings.database.url)
             if settings.database.auto_migrate:
-                upgrade(store.engine)
+                store.upgrade()
             self._store = store
         return self._store
 
@@ -179,9 +178,10 @@ def resolve_output(
     """The command's ``-o`` if given, else the one before the subcommand, else ``default``."""
     if value is not None:
         return Output(value)
-    chosen = session().output
-    if chosen is None:
+    given = session().output
+    if given is None:
         return default
+    chosen = Output(given)  # the root option stores click's plain string
     if chosen not in allowed:
         raise click.BadParameter(
             f"{chosen.value!r} is not one of {', '.join(repr(a.value) for a in allowed)} "

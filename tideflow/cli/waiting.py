@@ -20,26 +20,23 @@ from rich.text import Text
 
 from tideflow.cli import render
 from tideflow.config import Settings
+from tideflow.engine import status
 from tideflow.engine.ports import RunRecord, Store
 from tideflow.engine.reconciler import Driven, Ending, Engine, Event
 from tideflow.executors import capture
-from tideflow.executors.local import LocalExecutor
-from tideflow.model import RunPhase, TaskPhase
+from tideflow.executors.routing import engine_executor
+from tideflow.model import EventKind, RunPhase, TaskCounts, TaskPhase
 
-_DONE = {
-    TaskPhase.SUCCEEDED,
-    TaskPhase.FAILED,
-    TaskPhase.SKIPPED,
-    TaskPhase.UPSTREAM_FAILED,
-    TaskPhase.TERMINATED,
-}
+#: Events that end a task instance in failure: each gets a line above the bar.
+_FAILURES = frozenset({EventKind.TASK_FAILED, EventKind.TASK_TIMED_OUT})
 #: The signals that stop waiting; the exit status is 128 + the signal's number.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_engine(store: Store, settings: Settings) -> Engine:
+    """An engine on ``store`` whose executor routes each task by its ``executor:`` kind."""
     return Engine(
-        store, LocalExecutor(threads=settings.executor_threads()), settings.engine_settings()
+        store, engine_executor(threads=settings.executor_threads()), settings.engine_settings()
     )
 
 
@@ -76,14 +73,13 @@ def wait_for(store: Store, settings: Settings, run: RunRecord, *, verbose: bool 
     bar = progress.add_task(run.name, total=None, detail="starting")
 
     def on_event(event: Event) -> None:
-        if event.kind == f"Task{TaskPhase.FAILED.value}" and event.task is not None:
+        if event.kind in _FAILURES and event.task is not None:
             progress.console.print(failure_line(event.task, event.attempt, event.error))
         if event.counts is None:
             return
         counts = event.counts
-        total = sum(counts.values())
-        done = sum(counts.get(phase.value, 0) for phase in _DONE)
-        progress.update(bar, total=total, completed=min(done, total), detail=detail(counts))
+        done = min(status.finished(counts), counts.total)
+        progress.update(bar, total=counts.total, completed=done, detail=detail(counts))
 
     engine.listeners.append(on_event)
     echo = _AttemptEcho(progress.console) if verbose else None
@@ -153,14 +149,23 @@ def failure_line(task: str, attempt: int | None, error: str | None) -> Text:
     return line
 
 
-def detail(counts: dict[str, int]) -> str:
-    """The progress bar's detail: task counts by phase, named as everywhere
-    (``Running=2 Succeeded=7 UpstreamFailed=1``), in the state machine's order."""
-    return " ".join(
-        f"{phase.value}={counts[phase.value]}"
-        for phase in TaskPhase
-        if phase is not TaskPhase.PENDING and counts.get(phase.value)
-    )
+def detail(counts: TaskCounts) -> str:
+    """The progress bar's detail: the run's task counts (its status's), named by
+    phase (``Running=2 Succeeded=7 UpstreamFailed=1``), in the state machine's
+    order; tasks not started yet (or waiting to retry) are what the bar lacks."""
+    return " ".join(f"{phase.value}={n}" for phase, n in _by_phase(counts) if n)
+
+
+def _by_phase(counts: TaskCounts) -> list[tuple[TaskPhase, int]]:
+    """The counts of finished and running tasks, keyed by the phase they count."""
+    return [
+        (TaskPhase.RUNNING, counts.running),
+        (TaskPhase.SUCCEEDED, counts.succeeded),
+        (TaskPhase.FAILED, counts.failed),
+        (TaskPhase.SKIPPED, counts.skipped),
+        (TaskPhase.UPSTREAM_FAILED, counts.upstream_failed),
+        (TaskPhase.TERMINATED, counts.terminated),
+    ]
 
 
 class _AttemptEcho(logging.Handler):
@@ -188,7 +193,7 @@ class _AttemptEcho(logging.Handler):
 
 def summarize(store: Store, run: RunRecord, elapsed: float | None = None) -> int:
     tasks = store.list_tasks(run.id)
-    counts = render.task_counts(tasks)
+    counts = status.run_status(run, tasks).tasks
     took = f" in {elapsed:.1f}s" if elapsed is not None else ""
     parts = [
         f"{n} {phase.value}"

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from tideflow.engine.ports import RunRecord
+from tideflow.engine.ports import EventRecord, RunRecord
+from tideflow.model import EventKind, TaskCounts
 
 
 @dataclass(frozen=True)
@@ -39,20 +42,43 @@ class EngineSettings:
 class Event:
     """Emitted after the transition it reports is committed (the seam for plugins).
 
-    ``kind`` is ``Run<phase>`` or ``Task<phase>`` with the phase's value
-    (``TaskFailed``, ``TaskUpstreamFailed``). For task events ``attempt`` and
-    ``error`` are the task instance's at the time of the event, so a listener
-    can report a failure without reading the database.
+    ``kind`` is one of :class:`~tideflow.model.EventKind` (``TaskFailed``,
+    ``RunPaused``…). For task events ``attempt`` and ``error`` are the task
+    instance's at the time of the event, so a listener can report a failure
+    without reading the database. ``counts`` are the run's task counts after
+    the commit (as its status shows them); ``payload`` is the event record's
+    (see :class:`~tideflow.engine.ports.EventRecord`).
     """
 
-    kind: str
+    kind: EventKind
     run: str
     run_id: int
     task: str | None
     at: datetime
-    counts: dict[str, int] | None = None
+    counts: TaskCounts | None = None
     attempt: int | None = None
     error: str | None = None
+    namespace: str = "default"
+    workflow: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: EventRecord, counts: TaskCounts | None = None) -> Event:
+        """The listener's view of a committed event record."""
+        error = record.payload.get("error")
+        return cls(
+            kind=record.kind,
+            run=record.run,
+            run_id=record.run_id,
+            task=record.task,
+            at=record.at,
+            counts=counts,
+            attempt=record.attempt,
+            error=error if isinstance(error, str) else None,
+            namespace=record.namespace,
+            workflow=record.workflow,
+            payload=record.payload,
+        )
 
 
 class Ending(StrEnum):

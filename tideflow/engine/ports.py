@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow
+from tideflow.model import DesiredState, EventKind, RunPhase, TaskPhase, Workflow
 from tideflow.model.labels import LabelSelector
 
 ApplyResult = Literal["created", "configured", "unchanged"]
@@ -63,6 +63,14 @@ class RunRecord:
     finished_at: datetime | None = None
     #: The run's own labels (from its ``WorkflowRun`` manifest, if any).
     own_labels: dict[str, str] = field(default_factory=dict)
+    #: The last ``generation`` the owning engine has acted on (0: no engine has
+    #: adopted the run yet). An engine observes the generation it reads when it
+    #: adopts the run (claims it and converges it to its desired state) and each
+    #: generation whose control request it applies; it writes it with that
+    #: change, in the same commit. So ``observed_generation == generation``
+    #: means the latest control request has been acted on: the run's phase
+    #: already reflects its desired state (and the engine keeps it that way).
+    observed_generation: int = 0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -104,6 +112,9 @@ class RunUpdate:
     message: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The generation the engine has acted on (see ``RunRecord.observed_generation``);
+    #: None leaves the column as it is.
+    observed_generation: int | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +127,32 @@ class LogRecord:
     created_at: datetime
     #: Assigned by the store; increases with every line written (``logs -f`` resumes after it).
     id: int = 0
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One event the engine reports (see :class:`~tideflow.model.EventKind`).
+
+    Built by the run's state machine when the transition happens and carried
+    in the :class:`Batch` that commits the transition, so that a store can
+    persist it in the same transaction; listeners receive it after that
+    commit. ``payload`` is JSON-compatible: ``phase`` (the run's or task's
+    phase after the event), ``error`` for failures and retries, ``message``
+    for run endings that carry one, ``notBefore`` and ``delaySeconds`` for
+    retries.
+    """
+
+    kind: EventKind
+    run_id: int
+    run: str
+    namespace: str
+    workflow: str
+    at: datetime
+    #: The task instance (``fetch-bars[3]``) for task events; None for run events.
+    task: str | None = None
+    #: The task instance's attempt number at the time of the event.
+    attempt: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -136,6 +173,11 @@ class Batch:
     release: list[int] = field(default_factory=list)
     #: Pool slots (run id, task instance) whose attempts ended.
     slot_releases: list[tuple[int, str]] = field(default_factory=list)
+    #: The events of the transitions in this batch, in the order they happened.
+    #: A store may persist them in the same transaction; none has to (``SqlStore``
+    #: does not yet). They never make a batch worth committing on their own:
+    #: every event comes with the write of the transition it reports.
+    events: list[EventRecord] = field(default_factory=list)
 
     def run_ids(self) -> set[int]:
         ids = {u.run_id for u in self.run_updates}
@@ -154,6 +196,17 @@ class Batch:
             or self.release
             or self.slot_releases
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A pool as stored: shared by every engine on the database."""
+
+    name: str
+    #: Slots shared by every engine (one when the capacity was never set).
+    capacity: int
+    #: Slots held now, counted as :meth:`Store.acquire_slots` counts them.
+    in_use: int
 
 
 class Store(Protocol):
@@ -265,9 +318,18 @@ class Store(Protocol):
         database cannot notify (the engine then relies on polling alone)."""
 
     def acquire_slots(
-        self, owner: str, pool: str, capacity: int, wanted: Sequence[tuple[int, str]], now: datetime
+        self, owner: str, pool: str, wanted: Sequence[tuple[int, str]], now: datetime
     ) -> list[tuple[int, str]]:
         """Take slots of ``pool`` (shared by every engine on the database) for the
-        (run id, task instance) pairs in ``wanted``, in order, while fewer than
-        ``capacity`` are held; returns those granted. A holding counts while its
-        owner owns the run; claiming a run drops its holdings."""
+        (run id, task instance) pairs in ``wanted``, in order, while fewer than the
+        pool's stored capacity are held (one if it was never set; the caller has
+        no say); returns those granted. A holding counts while its owner owns the
+        run; claiming a run drops its holdings."""
+
+    # -- pools (front doors, and an engine publishing its settings) --------------
+    def set_pool_capacity(self, pool: str, capacity: int) -> None:
+        """Store the capacity of ``pool`` (created if missing) in one transaction;
+        every engine's next :meth:`acquire_slots` counts against it."""
+
+    def list_pools(self) -> list[PoolRecord]:
+        """Every stored pool by name, with its capacity and live holdings."""

@@ -19,17 +19,17 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from tideflow.engine.driving import Driven, Ending, EngineSettings, Event, new_owner_id
 from tideflow.engine.execution import Attempt, Executor, Outcome
-from tideflow.engine.ports import Batch, RunRecord, Store, utcnow
+from tideflow.engine.ports import Batch, RunRecord, Store, TaskRecord, utcnow
 from tideflow.engine.runstate import RunState
 from tideflow.engine.slots import Admission, PoolSlots
-from tideflow.errors import StorageError
+from tideflow.errors import StorageError, ValidationError
 
 __all__ = ["Driven", "Ending", "Engine", "EngineSettings", "Event", "new_owner_id"]
 
@@ -108,6 +108,7 @@ class Engine:
         self._wanted.add(run_id)
         self._subscribe()
         try:
+            await self._publish_pools()
             while stop is None or not stop.is_set():
                 await self._tick(stop)
                 if run_id not in self.runs:
@@ -137,6 +138,7 @@ class Engine:
         self._stop = stop
         self._subscribe()
         try:
+            await self._publish_pools()
             while not stop.is_set():
                 await self._tick(stop)
             self.serving = False
@@ -326,14 +328,96 @@ class Engine:
             )
         for record in claimed:
             tasks = await self._call(self.store.load_tasks, record.id)
-            run = RunState(record, tasks, self.clock())
+            # Before the run's state is built: what the executor still follows
+            # stays Running as the same attempt, the rest runs again.
+            following = await self._reattach(record, tasks)
+            run = RunState(record, tasks, self.clock(), reattached=following)
             self.runs[record.id] = run
+            await self._follow(run, following, now)
             for at, name in run.new_timers:
                 heapq.heappush(self._timers, (at, record.id, name))
             run.new_timers.clear()
             logger.info(
                 "run %s: claimed", record.name, extra={"action": "claim", "run": record.name}
             )
+
+    async def _reattach(
+        self, record: RunRecord, tasks: list[TaskRecord]
+    ) -> dict[str, tuple[Attempt, Coroutine[Any, Any, Outcome]]]:
+        """Ask the executor to follow each attempt the run's previous owner left Running.
+
+        Returns:
+            Instance name -> (its attempt, the coroutine following it to its
+            outcome) for each attempt the executor reattached to. The others
+            are closed as lost by :class:`RunState` and run again.
+        """
+        following: dict[str, tuple[Attempt, Coroutine[Any, Any, Outcome]]] = {}
+        for attempt in RunState.orphans(record, tasks):
+            try:
+                found = await self.executor.reattach(attempt)
+            except Exception:
+                # Not fatal: the task runs again as a new attempt, as if it had died.
+                logger.exception(
+                    "run %s: cannot reattach to attempt %d of %s",
+                    record.name,
+                    attempt.number,
+                    attempt.task,
+                    extra={"action": "reattach", "run": record.name},
+                )
+                continue
+            if found is None:
+                continue
+            if isinstance(found, Outcome):
+                found = _ended(found)
+            following[attempt.task] = (attempt, found)
+            logger.info(
+                "run %s: reattached to attempt %d of %s",
+                record.name,
+                attempt.number,
+                attempt.task,
+                extra={"action": "reattach", "run": record.name},
+            )
+        return following
+
+    async def _follow(
+        self,
+        run: RunState,
+        following: dict[str, tuple[Attempt, Coroutine[Any, Any, Outcome]]],
+        now: datetime,
+    ) -> None:
+        """Track the reattached attempts of a just-claimed run like attempts started here.
+
+        They take the engine's and the run's slots, and their pool slots again:
+        claiming the run dropped the previous owner's holdings. A pool that is
+        full now cannot stop an attempt that already runs; it only delays
+        other tasks of the pool until a slot is free.
+        """
+        pooled: dict[str, list[tuple[int, str]]] = {}
+        for name, (attempt, work) in following.items():
+            if name not in run.running:  # not adopted as running after all: never started
+                work.close()
+                continue
+            self._admission.adopt(run, name)
+            pool = run.specs[run.instances[name].task].pool
+            if pool is not None:
+                pooled.setdefault(pool, []).append((run.id, name))
+            self._track(attempt, work)
+        for pool, keys in pooled.items():
+            try:
+                granted = await self._call(self.store.acquire_slots, self.owner, pool, keys, now)
+            except StorageError as exc:
+                granted = []
+                logger.error(
+                    "cannot take slots of pool %s: %s", pool, exc, extra={"action": "acquire"}
+                )
+            if len(granted) < len(keys):
+                logger.warning(
+                    "run %s: %d reattached attempt(s) run over the capacity of pool %s",
+                    run.record.name,
+                    len(keys) - len(granted),
+                    pool,
+                    extra={"action": "reattach", "run": run.record.name},
+                )
 
     async def _renew(self, now: datetime) -> None:
         self._next_renew = now + timedelta(seconds=self.settings.lease_seconds / 3)
@@ -407,15 +491,48 @@ class Engine:
     def _stopping(self) -> bool:
         return self._draining or (self._stop is not None and self._stop.is_set())
 
+    async def _publish_pools(self) -> None:
+        """Write the pool capacities of this engine's settings into the database.
+
+        The stored capacity is the one every engine counts against (an engine
+        never passes its own number when it takes slots): settings are
+        configuration as code, applied when an engine starts, and ``tideflow
+        pool set`` changes the stored value in between. A capacity that could
+        not be written is tried again before the next slots are taken.
+        """
+        for pool, capacity in sorted(self._slots.unpublished.items()):
+            try:
+                await self._call(self.store.set_pool_capacity, pool, capacity)
+            except StorageError as exc:
+                logger.error(
+                    "cannot store the capacity of pool %s: %s",
+                    pool,
+                    exc,
+                    extra={"action": "publish-pools"},
+                )
+                return
+            except ValidationError as exc:  # a bad name or capacity: trying again will not help
+                logger.error(
+                    "pool %s is misconfigured: %s", pool, exc, extra={"action": "publish-pools"}
+                )
+                del self._slots.unpublished[pool]
+                continue
+            del self._slots.unpublished[pool]
+            logger.info(
+                "pool %s: capacity %d (from the settings)",
+                pool,
+                capacity,
+                extra={"action": "publish-pools"},
+            )
+
     async def _acquire(self, now: datetime) -> None:
+        if self._slots.unpublished:
+            await self._publish_pools()
         for pool, keys in self._slots.take_wants().items():
             if not keys:
                 continue
-            capacity = self._slots.capacity(pool)
             try:
-                granted = await self._call(
-                    self.store.acquire_slots, self.owner, pool, capacity, keys, now
-                )
+                granted = await self._call(self.store.acquire_slots, self.owner, pool, keys, now)
             except StorageError as exc:
                 logger.error(
                     "cannot take slots of pool %s: %s", pool, exc, extra={"action": "acquire"}
@@ -434,6 +551,8 @@ class Engine:
             batch.task_inserts += inserts
             batch.task_updates += updates
             batch.logs += logs
+            # Copied, not taken: they are emitted after the commit (``_emit``).
+            batch.events += run.events
             if release or (run.finished and not run.running):
                 batch.release.append(run.id)
         if release:
@@ -481,8 +600,12 @@ class Engine:
         task.add_done_callback(self._cancelled.discard)
 
     def _start(self, attempt: Attempt) -> None:
+        self._track(attempt, self.executor.execute(attempt))
+
+    def _track(self, attempt: Attempt, work: Coroutine[Any, Any, Outcome]) -> None:
+        """Run ``work`` as ``attempt`` in flight; its outcome completes the attempt."""
         key = (attempt.run_id, attempt.task)
-        task = asyncio.create_task(self.executor.execute(attempt), name=f"tideflow:{attempt.task}")
+        task = asyncio.create_task(work, name=f"tideflow:{attempt.task}")
         self._attempts[key] = task
         number = attempt.number
 
@@ -493,24 +616,21 @@ class Engine:
         task.add_done_callback(done)
 
     def _emit(self, run: RunState, now: datetime) -> None:
+        """Hand the run's committed events to the listeners, in order, each with
+        the run's task counts after the commit."""
         events, run.events = run.events, []
         if not self.listeners:
             return
         counts = run.counts()
-        for kind, name in events:
-            task = run.instances.get(name) if name is not None else None
-            event = Event(
-                kind,
-                run.record.name,
-                run.id,
-                name,
-                now,
-                counts,
-                attempt=task.attempt if task is not None else None,
-                error=task.error if task is not None else None,
-            )
+        for record in events:
+            event = Event.of(record, counts)
             for listener in self.listeners:
                 try:
                     listener(event)
                 except Exception:
                     logger.exception("event listener failed", extra={"action": "emit"})
+
+
+async def _ended(outcome: Outcome) -> Outcome:
+    """An attempt that ended while no engine followed it, as an attempt in flight."""
+    return outcome

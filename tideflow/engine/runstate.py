@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
 from tideflow.dag import Graph
 from tideflow.engine.execution import Attempt, Outcome, Spawn
-from tideflow.engine.ports import LogRecord, RunRecord, RunUpdate, TaskRecord
+from tideflow.engine.ports import EventRecord, LogRecord, RunRecord, RunUpdate, TaskRecord
+from tideflow.engine.status import count_phases
 from tideflow.engine.transitions import (
     Readiness,
     can_transition,
@@ -30,13 +32,41 @@ from tideflow.engine.transitions import (
     readiness,
     run_outcome,
 )
-from tideflow.model import DesiredState, RetryPolicy, RunPhase, TaskPhase, TaskSpec
+from tideflow.model import (
+    DesiredState,
+    EventKind,
+    RetryPolicy,
+    RunPhase,
+    TaskCounts,
+    TaskPhase,
+    TaskSpec,
+)
+from tideflow.model.templated import task_templates
 from tideflow.templating import TaskView, render
 
 logger = logging.getLogger(__name__)
 
 P = TaskPhase
+E = EventKind
 _NO_RETRY = RetryPolicy()
+
+#: The event of a task instance reaching a final phase (a timed-out last attempt
+#: is reported as ``TaskTimedOut`` instead of ``TaskFailed``, see ``complete``).
+_TASK_ENDED = {
+    P.SUCCEEDED: E.TASK_SUCCEEDED,
+    P.FAILED: E.TASK_FAILED,
+    P.SKIPPED: E.TASK_SKIPPED,
+    P.UPSTREAM_FAILED: E.TASK_UPSTREAM_FAILED,
+    P.TERMINATED: E.TASK_TERMINATED,
+}
+#: The event of the run entering a phase (Running is RunStarted or RunResumed,
+#: see ``_set_run_phase``; Pending is never entered by the engine).
+_RUN_ENTERED = {
+    RunPhase.PAUSED: E.RUN_PAUSED,
+    RunPhase.SUCCEEDED: E.RUN_SUCCEEDED,
+    RunPhase.FAILED: E.RUN_FAILED,
+    RunPhase.TERMINATED: E.RUN_TERMINATED,
+}
 
 
 class TasksView:
@@ -57,7 +87,25 @@ class TasksView:
 class RunState:
     """One run being driven by this engine."""
 
-    def __init__(self, record: RunRecord, tasks: list[TaskRecord], now: datetime) -> None:
+    def __init__(
+        self,
+        record: RunRecord,
+        tasks: list[TaskRecord],
+        now: datetime,
+        *,
+        reattached: Collection[str] = (),
+    ) -> None:
+        """Adopt a run from its persisted task instances.
+
+        Args:
+            record: The run, just claimed.
+            tasks: Its task instances, as loaded.
+            now: The time of adoption.
+            reattached: Instances left Running by a previous owner whose
+                attempts the executor follows (see :meth:`orphans`): they stay
+                Running as the same attempt, in :attr:`running`. Every other
+                Running instance is closed as lost and queued for a new attempt.
+        """
         self.record = record
         self.specs: dict[str, TaskSpec] = {t.name: t for t in record.workflow.spec.tasks}
         self.graph = Graph.from_tasks(record.workflow.spec.tasks)
@@ -77,15 +125,23 @@ class RunState:
         self.new_timers: list[tuple[datetime, str]] = []
         #: Attempts to cancel after the next commit.
         self.to_cancel: list[str] = []
-        self.events: list[tuple[str, str | None]] = []
-        self.seen_generation = record.generation
+        #: Events of the transitions not yet committed, in order; the reconciler
+        #: puts them in the commit's batch and emits them after it.
+        self.events: list[EventRecord] = []
         self._counts: Counter[TaskPhase] = Counter()
-        self._adopt(tasks, now)
+        #: When the run was adopted: the time of what ``_adopt`` changes.
+        self._adopted_at = now
+        self._adopt(tasks, now, reattached)
+        # Adopting converged the run to the desired state it was read with.
+        self._observe(record.generation)
 
     # -- loading ----------------------------------------------------------------
 
-    def _adopt(self, tasks: list[TaskRecord], now: datetime) -> None:
-        """Rebuild counters from persisted instances; close attempts lost with a dead engine."""
+    def _adopt(
+        self, tasks: list[TaskRecord], now: datetime, reattached: Collection[str] = ()
+    ) -> None:
+        """Rebuild counters from persisted instances; close attempts lost with a dead engine
+        unless the executor reattached to them (``reattached``)."""
         for task in tasks:
             self.instances[task.name] = task
             self._counts[task.phase] += 1
@@ -103,7 +159,11 @@ class RunState:
             if task.phase.finished:
                 continue
             self.unfinished += 1
-            if task.phase is P.RUNNING and not self._is_waiting_parent(task):
+            if task.phase is P.RUNNING and task.name in reattached:
+                # Its attempt outlived its engine (a Kubernetes Job) and the executor
+                # follows it: it goes on as the same attempt; its outcome completes it.
+                self.running.add(task.name)
+            elif task.phase is P.RUNNING and not self._is_waiting_parent(task):
                 # Its engine died mid-attempt: run it again as a new attempt, unless
                 # the run is being terminated (just below).
                 again = "" if terminating else "; it runs again as a new attempt"
@@ -166,20 +226,93 @@ class RunState:
     def _log(self, task: TaskRecord, stream: Any, text: str, now: datetime) -> None:
         self.logs.append(LogRecord(self.id, task.name, task.attempt, stream, text, now))
 
-    def _set_run_phase(self, phase: RunPhase, message: str | None = None) -> None:
-        if self.record.phase is not phase or message != self.record.message:
+    @property
+    def seen_generation(self) -> int:
+        """The last generation (control request) this engine has acted on."""
+        return self.record.observed_generation
+
+    def _observe(self, generation: int) -> None:
+        """Record that the run now reflects control request ``generation``; it is
+        written with the next commit (``RunUpdate.observed_generation``)."""
+        if self.record.observed_generation != generation:
+            self.record.observed_generation = generation
+            self.run_dirty = True
+
+    def _event(
+        self,
+        kind: EventKind,
+        now: datetime,
+        task: TaskRecord | None = None,
+        **payload: Any,
+    ) -> None:
+        """Record an event of this run (or of ``task``) for the next commit."""
+        r = self.record
+        if task is not None:
+            payload["phase"] = task.phase.value
+            if task.error is not None and kind is not E.TASK_SUCCEEDED:
+                payload.setdefault("error", task.error)
+        else:
+            payload["phase"] = r.phase.value
+            if r.message is not None:
+                payload.setdefault("message", r.message)
+        self.events.append(
+            EventRecord(
+                kind,
+                r.id,
+                r.name,
+                r.namespace,
+                r.workflow_name,
+                now,
+                task.name if task is not None else None,
+                task.attempt if task is not None else None,
+                payload,
+            )
+        )
+
+    def _task_ended(self, task: TaskRecord, now: datetime, kind: EventKind | None = None) -> None:
+        self._event(kind or _TASK_ENDED[task.phase], now, task)
+
+    def _set_run_phase(
+        self, phase: RunPhase, message: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Move the run to ``phase`` (with ``message``), reporting the change.
+
+        Entering Running from Pending is ``RunStarted`` (a first start, or a
+        start after a retry reopened the run); from Paused it is ``RunResumed``.
+        A change of message alone is written but is no event.
+
+        Args:
+            phase: The new phase.
+            message: The run's message (None clears it).
+            now: The time of the change; defaults to when the run was adopted
+                (only adoption calls this without a time).
+        """
+        previous = self.record.phase
+        if previous is not phase or message != self.record.message:
             self.record.phase = phase
             self.record.message = message
             self.run_dirty = True
-            self.events.append((f"Run{phase.value}", None))
+        if previous is phase:
+            return
+        if phase is RunPhase.RUNNING:
+            kind = E.RUN_RESUMED if previous is RunPhase.PAUSED else E.RUN_STARTED
+        else:
+            kind = _RUN_ENTERED[phase]
+        self._event(kind, now or self._adopted_at)
 
     def take_writes(
         self,
     ) -> tuple[list[RunUpdate], list[TaskRecord], list[TaskRecord], list[LogRecord]]:
+        """Take the writes recorded since the last call: run update, task inserts,
+        task updates, log lines. Events stay in :attr:`events` until emitted."""
         runs: list[RunUpdate] = []
         if self.run_dirty:
             r = self.record
-            runs.append(RunUpdate(r.id, r.phase, r.message, r.started_at, r.finished_at))
+            runs.append(
+                RunUpdate(
+                    r.id, r.phase, r.message, r.started_at, r.finished_at, r.observed_generation
+                )
+            )
             self.run_dirty = False
         inserts, self.inserts = self.inserts, []
         # Inserted rows carry their latest state already; do not update them twice.
@@ -224,15 +357,18 @@ class RunState:
             kid.finished_at = now
             self.unfinished -= 1
             self.open_children[parent.name] -= 1
-            self.events.append((f"Task{phase.value}", kid.name))
+            self._task_ended(kid, now)
 
-    def _finished(self, first: TaskRecord, now: datetime) -> None:
-        """Propagate the end of ``first`` to its parent or its successors (iteratively)."""
+    def _finished(self, first: TaskRecord, now: datetime, kind: EventKind | None = None) -> None:
+        """Propagate the end of ``first`` to its parent or its successors (iteratively).
+
+        ``kind`` overrides the event reported for ``first`` (``TaskTimedOut``).
+        """
         stack = [first]
         while stack:
             task = stack.pop()
             self.unfinished -= 1
-            self.events.append((f"Task{task.phase.value}", task.name))
+            self._task_ended(task, now, kind if task is first else None)
             if task.index is not None:
                 parent = self.instances[task.task]
                 self.open_children[parent.name] -= 1
@@ -269,7 +405,7 @@ class RunState:
             phase = RunPhase.FAILED
         self.record.finished_at = now
         self.ready.clear()
-        self._set_run_phase(phase, message)
+        self._set_run_phase(phase, message, now)
 
     # -- dispatch -------------------------------------------------------------------
 
@@ -340,57 +476,61 @@ class RunState:
         task.finished_at = None
         task.not_before = None
         task.error = None
-        function = spec.function
-        args: dict[str, Any]
         try:
-            context = self.template_context(task)
-            if task.index is not None and spec.for_each is None:  # spawned at run time
-                function, args = task.item["function"], dict(task.item.get("args") or {})
-                command = None
-            else:
-                args = render(spec.args or {}, context)
-                command = render(spec.command, context) if spec.command is not None else None
-            env = render(spec.env, context) if spec.env else None
+            attempt = build_attempt(self.record, spec, task, self.template_context(task))
         except Exception as exc:
             self._fail(task, now, f"cannot render the task's inputs: {exc}")
             return None
         self._set(task, P.RUNNING)
         self.running.add(task.name)
-        self.events.append(("TaskRunning", task.name))
-        r = self.record
-        return Attempt(
-            run_id=r.id,
-            run_name=r.name,
-            namespace=r.namespace,
-            workflow=r.workflow_name,
-            task=task.name,
-            spec=spec,
-            number=task.attempt,
-            index=task.index,
-            item=task.item,
-            function=function,
-            args=args,
-            command=[str(a) for a in command] if command is not None else None,
-            env={k: str(v) for k, v in env.items()} if env else None,
-            params=r.params,
-            timeout=spec.timeout_seconds,
-        )
+        self._event(E.TASK_STARTED, now, task)
+        return attempt
 
     def template_context(self, task: TaskRecord) -> dict[str, Any]:
-        r = self.record
-        return {
-            "params": r.params,
-            "tasks": TasksView(self.instances),
-            "item": task.item,
-            "index": task.index,
-            "run": {
-                "name": r.name,
-                "namespace": r.namespace,
-                "workflow": r.workflow_name,
-                "attempt": task.attempt,
-            },
-            "schedule": {},
-        }
+        return template_context(self.record, self.instances, task)
+
+    @staticmethod
+    def orphans(record: RunRecord, tasks: list[TaskRecord]) -> list[Attempt]:
+        """The attempts an engine that is gone left Running in this run, as it started them.
+
+        The reconciler asks its executor to reattach to each before it builds
+        the run's state, and passes the ones it follows as ``reattached``. Nothing is
+        changed: same attempt numbers, inputs rendered as when they started
+        (their upstream outputs were final by then).
+
+        Args:
+            record: The run, just claimed.
+            tasks: Its task instances, as loaded.
+
+        Returns:
+            One attempt per instance left Running, except fanned-out tasks
+            waiting for their sub-tasks (no attempt of their own) and instances
+            whose inputs no longer render (they run again as new attempts). Empty
+            when the run is being terminated: its lost attempts are closed as
+            before, not followed.
+        """
+        if record.desired_state is DesiredState.TERMINATED:
+            return []
+        specs = {t.name: t for t in record.workflow.spec.tasks}
+        instances = {t.name: t for t in tasks}
+        parents = {t.task for t in tasks if t.index is not None}
+        attempts: list[Attempt] = []
+        for task in tasks:
+            if task.phase is not P.RUNNING or (task.index is None and task.name in parents):
+                continue
+            context = template_context(record, instances, task)
+            try:
+                attempts.append(build_attempt(record, specs[task.task], task, context))
+            except Exception as exc:
+                logger.info(
+                    "run %s: cannot rebuild attempt %d of %s to reattach to it: %s",
+                    record.name,
+                    task.attempt,
+                    task.name,
+                    exc,
+                    extra={"action": "reattach", "run": record.name},
+                )
+        return attempts
 
     # -- outcomes -------------------------------------------------------------------
 
@@ -426,16 +566,26 @@ class RunState:
             task.error = error
             task.not_before = now + timedelta(seconds=delay)
             self.new_timers.append((task.not_before, name))
-            self.events.append(("TaskRetrying", name))
+            self._event(
+                E.TASK_RETRYING,
+                now,
+                task,
+                notBefore=task.not_before.isoformat(),
+                delaySeconds=delay,
+                timedOut=outcome.status == "timed_out",
+            )
             return
-        self._fail(task, now, error)
+        timed_out = outcome.status == "timed_out"
+        self._fail(task, now, error, E.TASK_TIMED_OUT if timed_out else E.TASK_FAILED)
 
-    def _fail(self, task: TaskRecord, now: datetime, error: str) -> None:
+    def _fail(
+        self, task: TaskRecord, now: datetime, error: str, kind: EventKind = E.TASK_FAILED
+    ) -> None:
         self.running.discard(task.name)
         self._set(task, P.FAILED)
         task.error = error
         task.finished_at = now
-        self._finished(task, now)
+        self._finished(task, now, kind)
 
     def retry_due(self, name: str) -> None:
         task = self.instances.get(name)
@@ -445,14 +595,20 @@ class RunState:
     # -- control --------------------------------------------------------------------
 
     def apply_desired(self, desired: DesiredState, generation: int, now: datetime) -> None:
-        self.seen_generation = generation
+        """Act on control request ``generation``: converge to ``desired``.
+
+        The generation is observed (and written with the next commit) even if
+        the run has already finished: the request has been seen, and there is
+        nothing left to do for it.
+        """
+        self._observe(generation)
         self.record.desired_state = desired
         if self.finished:
             return
         if desired is DesiredState.TERMINATED:
             self.stop(now)
         else:
-            self._set_run_phase(live_phase(desired))
+            self._set_run_phase(live_phase(desired), now=now)
 
     def stop(self, now: datetime, message: str | None = None) -> None:
         """Terminate every unfinished task (cancelling attempts in flight) and end the run."""
@@ -466,7 +622,7 @@ class RunState:
             task.finished_at = now
             if message:
                 task.error = message
-            self.events.append(("TaskTerminated", task.name))
+            self._task_ended(task, now)
         self.unfinished = 0
         self._complete(now, message)
 
@@ -500,10 +656,95 @@ class RunState:
             return None
         return self.record.started_at + timedelta(seconds=timeout)
 
-    def counts(self) -> dict[str, int]:
-        """Task instances that do work, per phase: a fanned-out task counts as its
-        sub-tasks (as in ``get run``). Kept up to date by every transition."""
+    def counts(self) -> TaskCounts:
+        """Task counts of the run, the same as its status shows (``get run``):
+        a fanned-out task counts as its sub-tasks (one with none counts as
+        itself). Kept up to date by every transition, so O(phases + fan-outs)."""
         counts = self._counts.copy()
-        for parent in self.children:
-            counts[self.instances[parent].phase] -= 1
-        return {phase.value: n for phase, n in counts.items() if n}
+        for parent, kids in self.children.items():
+            if kids:
+                counts[self.instances[parent].phase] -= 1
+        return count_phases(counts)
+
+
+def template_context(
+    record: RunRecord, instances: dict[str, TaskRecord], task: TaskRecord
+) -> dict[str, Any]:
+    """What templates of ``task`` see: ``params``, ``tasks``, ``item``, ``index``, ``run``."""
+    r = record
+    return {
+        "params": r.params,
+        "tasks": TasksView(instances),
+        "item": task.item,
+        "index": task.index,
+        "run": {
+            "name": r.name,
+            "namespace": r.namespace,
+            "workflow": r.workflow_name,
+            "attempt": task.attempt,
+        },
+        "schedule": {},
+    }
+
+
+#: Fields a sub-task spawned at run time takes from its spawn, not from its task's spec.
+_SPAWN_OWN = frozenset({"args", "command"})
+
+
+def build_attempt(
+    record: RunRecord, spec: TaskSpec, task: TaskRecord, context: dict[str, Any]
+) -> Attempt:
+    """Attempt ``task.attempt`` of ``task``, every templated field rendered.
+
+    The fields rendered are :func:`~tideflow.model.templated.task_templates`,
+    the ones validation checks, so no template reaches an executor raw.
+
+    Raises:
+        Exception: a template failed to render (the message says which).
+    """
+    spawned = task.index is not None and spec.for_each is None
+    rendered: dict[str, Any] = {}
+    for path, value in task_templates(spec):
+        if value is not None and not (spawned and path in _SPAWN_OWN):
+            rendered[path] = render(value, context)
+    if spawned:
+        function, args = task.item["function"], dict(task.item.get("args") or {})
+    else:
+        function, args = spec.function, rendered.get("args") or {}
+    container = spec.container
+    if container is not None:
+        container = container.model_copy(
+            update={
+                "command": _argv(rendered.get("container.command")),
+                "args": _argv(rendered.get("container.args")),
+                "env": _env(rendered.get("container.env")),
+            }
+        )
+    working_dir = rendered.get("workingDir")
+    return Attempt(
+        run_id=record.id,
+        run_name=record.name,
+        namespace=record.namespace,
+        workflow=record.workflow_name,
+        task=task.name,
+        spec=spec,
+        number=task.attempt,
+        index=task.index,
+        item=task.item,
+        function=function,
+        args=args,
+        command=_argv(rendered.get("command")),
+        env=_env(rendered.get("env")),
+        working_dir=str(working_dir) if working_dir is not None else None,
+        container=container,
+        params=record.params,
+        timeout=spec.timeout_seconds,
+    )
+
+
+def _argv(value: list[Any] | None) -> list[str] | None:
+    return [str(a) for a in value] if value is not None else None
+
+
+def _env(value: dict[str, Any] | None) -> dict[str, str] | None:
+    return {k: str(v) for k, v in value.items()} if value else None

@@ -2,10 +2,12 @@
 
 :class:`Admission` picks the ready tasks of the engine's runs that may start
 now. A pool's slots are rows in the database shared by every engine
-(:meth:`Store.acquire_slots <tideflow.engine.ports.Store.acquire_slots>`): the
-reconciler asks the database for the slots its ready pooled tasks lack once
-per tick, starts the tasks it was granted slots for, and gives slots back in
-its next commit; :class:`PoolSlots` is that bookkeeping. Nothing here does I/O.
+(:meth:`Store.acquire_slots <tideflow.engine.ports.Store.acquire_slots>`),
+counted against the capacity stored with the pool, so every engine on the
+database agrees on it: the reconciler asks the database for the slots its
+ready pooled tasks lack once per tick, starts the tasks it was granted slots
+for, and gives slots back in its next commit; :class:`PoolSlots` is that
+bookkeeping. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ class PoolSlots:
 
     def __init__(self, capacities: dict[str, int], retry_seconds: float) -> None:
         """Args:
-        capacities: Pool name -> capacity, shared by every engine on the database.
+        capacities: Pool name -> capacity from the engine's settings. They are
+            not used to grant slots (the database's stored capacity is the
+            one truth): the engine publishes them to the database when it
+            starts (see :attr:`unpublished`).
         retry_seconds: After the database refused slots of a pool, how long to
             wait before asking again (asking every tick would only load it).
         """
-        self._capacities = capacities
+        #: Capacities from the settings still to write to the database.
+        self.unpublished = dict(capacities)
         self._retry = timedelta(seconds=retry_seconds)
-        #: Slots held by this engine's attempts, per pool.
-        self._use: dict[str, int] = {}
         #: Slots to ask the database for this tick, per pool.
         self.wants: dict[str, list[Key]] = {}
         #: Slots granted to tasks that have not started yet.
@@ -42,36 +46,33 @@ class PoolSlots:
         #: When to ask for a pool's slots again after a refusal.
         self._retry_at: dict[str, datetime] = {}
 
-    def capacity(self, pool: str) -> int:
-        # An undeclared pool gets one slot: safe for the rate-limited APIs pools exist for.
-        return self._capacities.get(pool, 1)
-
     def is_granted(self, key: Key) -> bool:
         return key in self._granted
 
-    def want(self, pool: str, key: Key, now: datetime) -> None:
-        """Note that ``key`` needs a slot of ``pool``, unless asking is pointless now."""
-        wants = self.wants.setdefault(pool, [])
+    def want(self, pool: str, key: Key, now: datetime) -> bool:
+        """Note that ``key`` needs a slot of ``pool``, unless asking is pointless now
+        (the database refused slots of the pool a moment ago, and none of this
+        engine's has been freed since). Returns whether it was noted."""
         retry_at = self._retry_at.get(pool)
         if retry_at is not None and now < retry_at:
-            return  # the pool was full a moment ago: ask again later, not every tick
-        if self._use.get(pool, 0) + len(wants) < self.capacity(pool):
-            wants.append(key)
+            return False  # the pool was full a moment ago: ask again later, not every tick
+        self.wants.setdefault(pool, []).append(key)
+        return True
 
     def take_wants(self) -> dict[str, list[Key]]:
         wants, self.wants = self.wants, {}
         return wants
 
     def answered(self, pool: str, asked: list[Key], granted: list[Key], now: datetime) -> None:
-        """Record the database's answer to a request for slots of ``pool``."""
+        """Record the database's answer to a request for slots of ``pool``: a
+        refusal (fewer granted than asked) means the pool is full for now."""
         self._granted.update(granted)
         if len(granted) < len(asked):
             self._retry_at[pool] = now + self._retry
 
-    def hold(self, pool: str, key: Key) -> None:
+    def hold(self, key: Key) -> None:
         """The task granted ``key``'s slot started: the slot is in use."""
         self._granted.discard(key)
-        self._use[pool] = self._use.get(pool, 0) + 1
 
     def give_back(self, key: Key) -> None:
         """A task granted a slot will not start (its inputs failed to render)."""
@@ -86,7 +87,6 @@ class PoolSlots:
 
     def release(self, pool: str, key: Key) -> None:
         """The attempt holding ``key``'s slot ended."""
-        self._use[pool] = self._use.get(pool, 1) - 1
         self._releases.append(key)
         self._retry_at.pop(pool, None)  # a slot is free: worth asking again
 
@@ -110,6 +110,8 @@ class Admission:
         commit). A pooled task starts only with a slot granted by the database;
         with ``request`` the slots it lacks are noted in ``pools.wants``."""
         to_start: list[Attempt] = []
+        # Slots asked for: no more than this engine could start at once.
+        asked = 0
         for run in runs:
             if not run.dispatching or not run.ready:
                 continue
@@ -132,8 +134,12 @@ class Admission:
                     break
                 key = (run.id, name)
                 if pool is not None and not self.pools.is_granted(key):
-                    if request:
-                        self.pools.want(pool, key, now)
+                    if (
+                        request
+                        and self.in_use + asked < self.slots
+                        and self.pools.want(pool, key, now)
+                    ):
+                        asked += 1
                     blocked.append(name)
                     continue
                 attempt = run.start(task, now)
@@ -144,7 +150,7 @@ class Admission:
                 self.in_use += 1
                 self._run_use[run.id] = self._run_use.get(run.id, 0) + 1
                 if pool is not None:
-                    self.pools.hold(pool, key)
+                    self.pools.hold(key)
                 to_start.append(attempt)
             run.ready.extendleft(reversed(blocked))
         return to_start
@@ -161,3 +167,11 @@ class Admission:
     def forget(self, run_id: int) -> None:
         """The run is no longer this engine's."""
         self._run_use.pop(run_id, None)
+
+    def adopt(self, run: RunState, name: str) -> None:
+        """An attempt of ``name`` that a previous owner of the run started goes on
+        here (the executor reattached to it): it counts like a started attempt
+        until :meth:`release`. It is running already, so it is never refused,
+        even if that puts the engine or the run over its limit for a while."""
+        self.in_use += 1
+        self._run_use[run.id] = self._run_use.get(run.id, 0) + 1

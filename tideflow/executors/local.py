@@ -29,7 +29,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from tideflow.engine.context import TaskContext
-from tideflow.engine.execution import Attempt, Outcome, Spawn
+from tideflow.engine.execution import Attempt, Outcome, Reattachment, Spawn, unavailable
 from tideflow.errors import PermanentError, TemporaryError
 from tideflow.executors import capture
 from tideflow.functions import accepts_context, is_async, resolve
@@ -197,14 +197,14 @@ class LocalExecutor:
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
+    async def reattach(self, attempt: Attempt) -> Reattachment:
+        """Always None: a local attempt (coroutine, thread, child process) dies with
+        its engine's process, so the next owner runs it again as a new attempt."""
+        return None
+
     async def execute(self, attempt: Attempt) -> Outcome:
         if attempt.spec.executor is not ExecutorKind.LOCAL:
-            return Outcome(
-                "failed",
-                error=f"executor {attempt.spec.executor.value!r} is not available in this engine; "
-                "only local tasks run here",
-                retryable=False,
-            )
+            return unavailable(attempt.spec.executor, [ExecutorKind.LOCAL])
         if attempt.command is not None:
             return await self._run_command(attempt, attempt.command)
         if attempt.function is None:
@@ -305,7 +305,7 @@ class LocalExecutor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=task_env(attempt),
-                cwd=attempt.spec.working_dir,
+                cwd=attempt.working_dir,  # rendered: never a template from the spec
                 start_new_session=True,  # its own process group, so children die with it
             )
         except OSError as exc:

@@ -1,5 +1,6 @@
 """Manifest models, phases and events: the single source of truth for Tideflow's data."""
 
+from tideflow.model.events import EVENT_NAMES, EventKind
 from tideflow.model.manifests import (
     API_VERSION,
     Backoff,
@@ -37,6 +38,7 @@ from tideflow.model.phases import (
 
 __all__ = [
     "API_VERSION",
+    "EVENT_NAMES",
     "FINISHED_RUN_PHASES",
     "FINISHED_TASK_PHASES",
     "RETRYABLE_TASK_PHASES",
@@ -44,6 +46,7 @@ __all__ = [
     "CompensateSpec",
     "ContainerSpec",
     "DesiredState",
+    "EventKind",
     "ExecutorKind",
     "HookSpec",
     "Isolation",

@@ -102,6 +102,14 @@ class CompensateSpec(_Model):
 
 
 class HookSpec(_Model):
+    """A plugin bound to events of the workflow's runs (or of one task).
+
+    ``on`` lists :class:`~tideflow.model.EventKind` names (``RunFailed``,
+    ``TaskRetrying``…). The model accepts any string, so a stored workflow
+    always loads; :mod:`tideflow.validation` refuses unknown names, with the
+    field path and a suggestion.
+    """
+
     on: list[str] = Field(min_length=1)
     plugin: Name
     with_: dict[str, Any] | None = Field(default=None, alias="with")

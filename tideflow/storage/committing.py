@@ -6,6 +6,11 @@ hot path, called once per loop tick with up to thousands of task transitions.
 inside the transaction: it fences first (renews the lease of every run the batch
 touches, on the condition that the engine still owns it), drops the writes of
 runs it no longer owns, and writes the rest with one ``executemany`` per kind.
+
+The batch's ``events`` are not written yet (there is no events table): they
+are emitted to listeners after the commit, by the engine. A store that keeps
+an event log would insert them here, in the same transaction as the
+transitions they report.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, func, insert, select, update
 
 from tideflow.engine.ports import Batch, RunUpdate, TaskRecord
 from tideflow.model import RunPhase
@@ -48,6 +53,10 @@ UPDATE_RUN = (
         message=bindparam("b_message"),
         started_at=bindparam("b_started_at", type_=UtcDateTime()),
         finished_at=bindparam("b_finished_at", type_=UtcDateTime()),
+        # NULL keeps the column: every parameter set of an executemany has the same keys.
+        observed_generation=func.coalesce(
+            bindparam("b_observed_generation", type_=Integer()), runs.c.observed_generation
+        ),
     )
 )
 
@@ -71,6 +80,7 @@ def _run_update_params(update: RunUpdate) -> Params:
         "b_message": update.message,
         "b_started_at": update.started_at,
         "b_finished_at": update.finished_at,
+        "b_observed_generation": update.observed_generation,
     }
 
 

@@ -66,6 +66,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "labels": dump_json(run.own_labels, where="metadata.labels") if run.own_labels else None,
+        "observed_generation": run.observed_generation,
     }
 
 
@@ -87,6 +88,7 @@ def run_from_row(row: RowMapping) -> RunRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         own_labels=load_json(row["labels"]) or {},
+        observed_generation=row["observed_generation"],
     )
 
 

@@ -42,6 +42,7 @@ from tideflow.engine.ports import (
     ApplyResult,
     Batch,
     LogRecord,
+    PoolRecord,
     RunRecord,
     TaskRecord,
     WorkflowRecord,
@@ -54,7 +55,14 @@ from tideflow.errors import (
     StorageError,
     ValidationError,
 )
-from tideflow.model import FINISHED_RUN_PHASES, DesiredState, RunPhase, Workflow, to_document
+from tideflow.model import (
+    FINISHED_RUN_PHASES,
+    DesiredState,
+    RunPhase,
+    Workflow,
+    check_name,
+    to_document,
+)
 from tideflow.model.labels import LabelSelector
 from tideflow.storage import committing, notifying, pooling, rows
 from tideflow.storage.database import (
@@ -127,6 +135,12 @@ class SqlStore:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def upgrade(self) -> None:
+        """Migrate this store's database to the latest schema (``database.auto_migrate``)."""
+        from tideflow.storage.migrating import upgrade  # migrating imports tables only
+
+        upgrade(self._engine)
 
     def close(self) -> None:
         """Close the engine's pooled connections."""
@@ -480,15 +494,28 @@ class SqlStore:
         return self._transaction("commit", lambda c: committing.apply(c, prepared))
 
     def acquire_slots(
-        self, owner: str, pool: str, capacity: int, wanted: Sequence[tuple[int, str]], now: datetime
+        self, owner: str, pool: str, wanted: Sequence[tuple[int, str]], now: datetime
     ) -> list[tuple[int, str]]:
         if not wanted:
             return []
         self._transaction("create pool", lambda c: pooling.ensure_pool(c, pool))
         return self._transaction(
-            "acquire pool slots",
-            lambda c: pooling.acquire(c, owner, pool, capacity, wanted, now),
+            "acquire pool slots", lambda c: pooling.acquire(c, owner, pool, wanted, now)
         )
+
+    def set_pool_capacity(self, pool: str, capacity: int) -> None:
+        try:
+            check_name(pool)
+        except ValueError as error:
+            raise ValidationError([Problem(path="pool", message=str(error))]) from None
+        if capacity <= 0:
+            raise ValidationError(
+                [Problem(path=f"pool {pool}", message="capacity must be greater than 0")]
+            )
+        self._transaction("set pool capacity", lambda c: pooling.set_capacity(c, pool, capacity))
+
+    def list_pools(self) -> list[PoolRecord]:
+        return self._transaction("list pools", pooling.list_pools)
 
     def subscribe(self, wake: Callable[[], None]) -> Callable[[], None] | None:
         if not notifying.supported(self._engine):
