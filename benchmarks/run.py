@@ -22,6 +22,11 @@ the ratio engine / durable baseline of the same database is what to compare
 across machines, since shared machines are noisy. A 10,000-task layered
 workflow is also validated and planned (timed) and run on the first database
 (peak RSS). Results are printed and written as JSON.
+
+``--scale`` runs only the scale check of a 100,000-task fan-out (1 -> 100,000
+-> 1): validate and plan time, RSS right after the run is created, and the
+peak RSS of running it (in a child process, on the first database). It is a
+report, never a pass/fail: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -62,8 +67,21 @@ COLUMNS = (
 )
 
 
+#: The scale check's workload (``--scale``): a fan-out 1 -> 100,000 -> 1.
+SCALE_SHAPE = "fan-out-100k"
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    """The current RSS (Linux); elsewhere the peak so far, an upper bound."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_mb()
 
 
 def engine_once(shape_name: str, slots: int, url: str | None = None) -> dict[str, Any]:
@@ -88,6 +106,7 @@ def engine_once(shape_name: str, slots: int, url: str | None = None) -> dict[str
     try:
         workflow = Workflow.model_validate(workloads.workflow_document(shape_name, deps))
         run = submit_run(store, workflow)
+        created_rss = _rss_mb()
         engine = Engine(store, LocalExecutor(threads=4), EngineSettings(slots=slots))
         started = time.perf_counter()
         final = asyncio.run(engine.drive(run.id))
@@ -104,23 +123,27 @@ def engine_once(shape_name: str, slots: int, url: str | None = None) -> dict[str
         "seconds": seconds,
         "tasks_per_s": len(deps) / seconds,
         "peak_rss_mb": _peak_rss_mb(),
+        "rss_after_create_mb": created_rss,
     }
 
 
 def _shape(name: str) -> workloads.Shape:
     if name == "layered-10k":
         return workloads.layered()
+    if name == SCALE_SHAPE:
+        return workloads.fan_out(100_000)
     return workloads.shapes()[name]
 
 
-def plan_10k() -> dict[str, Any]:
-    """Validate and plan a 10,000-task workflow (model parse, validation, graph, instances)."""
+def plan_10k(shape_name: str = "layered-10k") -> dict[str, Any]:
+    """Validate and plan a large workflow (model parse, validation, graph, instances):
+    the 10,000-task layered one, or ``shape_name``."""
     from tideflow.dag import Graph
     from tideflow.engine.control import plan_tasks
     from tideflow.model import Workflow
     from tideflow.validation import validate_workflow
 
-    document = workloads.workflow_document("layered-10k", workloads.layered())
+    document = workloads.workflow_document(shape_name, _shape(shape_name))
     started = time.perf_counter()
     workflow = Workflow.model_validate(document)
     problems = validate_workflow(workflow)
@@ -128,7 +151,7 @@ def plan_10k() -> dict[str, Any]:
     plan_tasks(workflow)
     seconds = time.perf_counter() - started
     if problems:
-        raise RuntimeError(f"the 10k workflow does not validate: {problems[:3]}")
+        raise RuntimeError(f"the {shape_name} workflow does not validate: {problems[:3]}")
     return {"tasks": len(workflow.spec.tasks), "validate_and_plan_seconds": seconds}
 
 
@@ -224,6 +247,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "or a server URL, postgresql://USER@HOST[:PORT]/DB or mysql://USER@HOST[:PORT]/DB; "
         "a scratch database is created on that server and dropped afterwards",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the 100,000-task scale check (validate+plan time, RSS after creating "
+        "the run, peak RSS of the run), printed as a line and as JSON",
+    )
     parser.add_argument("--engine-once", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -284,6 +313,30 @@ def measure(targets: Sequence[Target], repeat: int, slots: int) -> dict[str, Any
     return results
 
 
+def scale(target: Target, slots: int) -> dict[str, Any]:
+    """The 100,000-task scale check (``--scale``): figures, no verdict."""
+    print(f"  {target.label}: {SCALE_SHAPE}…", file=sys.stderr, flush=True)
+    planned = plan_10k(SCALE_SHAPE)
+    ran = _child(SCALE_SHAPE, slots, target)
+    return {
+        "database": target.label,
+        "tasks": planned["tasks"],
+        "validate_and_plan_seconds": planned["validate_and_plan_seconds"],
+        "rss_after_create_mb": ran["rss_after_create_mb"],
+        "run_peak_rss_mb": ran["peak_rss_mb"],
+        "run_seconds": ran["seconds"],
+    }
+
+
+def report_scale(figures: dict[str, Any]) -> str:
+    return (
+        f"{figures['tasks']:,}-task fan-out: validated and planned in "
+        f"{figures['validate_and_plan_seconds']:.2f}s; on {figures['database']}: "
+        f"RSS {figures['rss_after_create_mb']:.0f} MB after creating the run, "
+        f"ran in {figures['run_seconds']:.1f}s with peak RSS {figures['run_peak_rss_mb']:.0f} MB"
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     """The printed report: the table, the in-memory baseline, the 10,000-task figures."""
     memory = ", ".join(
@@ -318,6 +371,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # unreachable server, refused login…
             print(f"error: {target.describe()} is unusable: {error}", file=sys.stderr)
             return 3
+    if args.scale:
+        try:
+            figures = scale(targets[0], args.slots)
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(report_scale(figures))
+        print(json.dumps(figures))
+        return 0
     try:
         results = measure(targets, args.repeat, args.slots)
     except (RuntimeError, baselines.BaselineError) as error:

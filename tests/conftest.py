@@ -6,6 +6,10 @@ deselects a server. A server database is created per test under a random name
 (safe under pytest-xdist) and dropped afterwards. An unreachable server skips its
 tests locally and fails them when ``CI=true``, so CI never passes by skipping.
 
+``any_store`` adds ``tideflow.testing.MemoryStore`` to the three: the tests of the
+``Store`` contract run on it (their modules override ``store`` with it), while
+tests of SQL behaviour keep ``store`` / ``database_url``.
+
 Factory fixtures (``make_workflow``, ``make_task``, ``make_run``) build the
 records the storage tests write.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,10 +32,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tideflow.engine.ports import RunRecord, TaskRecord
+from tideflow.engine.ports import RunRecord, Store, TaskRecord
 from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow
 from tideflow.storage.migrating import upgrade
 from tideflow.storage.store import SqlStore
+from tideflow.testing import MemoryStore
 
 
 @dataclass(frozen=True)
@@ -111,16 +117,16 @@ def url_text(url: sa.URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
-        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    ]
-)
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh database with no tables (not migrated)."""
-    kind: str = request.param
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+]
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database of ``kind`` with no tables, dropped afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'tideflow.db'}"
         return
@@ -132,6 +138,13 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield url_text(url)
     finally:
         server.drop(name)
+
+
+@pytest.fixture(params=DATABASES)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database with no tables (not migrated)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -149,6 +162,24 @@ def store(database_url: str) -> Iterator[SqlStore]:
         yield instance
     finally:
         instance.close()
+
+
+@pytest.fixture(params=[pytest.param("memory", id="memory"), *DATABASES])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh, empty ``Store`` of every implementation: ``MemoryStore``, and
+    ``SqlStore`` on each database. Tests of the ``Store`` contract use it (a
+    module of them overrides ``store`` with it, so ``make_run`` follows);
+    tests of SQL behaviour (migrations, drivers, connections racing) use ``store``."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    with fresh_database(request.param, tmp_path) as url:
+        upgrade(url)
+        instance = SqlStore.from_url(url)
+        try:
+            yield instance
+        finally:
+            instance.close()
 
 
 # -- factories ---------------------------------------------------------------------
@@ -211,7 +242,7 @@ def make_task() -> Callable[..., TaskRecord]:
 
 
 @pytest.fixture
-def make_run(store: SqlStore) -> MakeRun:
+def make_run(store: Store) -> MakeRun:
     """Create a run (by default with the workflow's two initial tasks) in ``store``."""
 
     def make(

@@ -19,29 +19,28 @@ that owns the run (this process while ``wait`` drives it, or a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 from tideflow.config import Settings, load_settings
-from tideflow.engine import control, resources, status
-from tideflow.engine.ports import ApplyResult, LogRecord, RunRecord, TaskRecord
-from tideflow.engine.reconciler import Engine
-from tideflow.executors.routing import engine_executor
+from tideflow.engine.ports import ApplyResult, LogRecord, RunRecord, Store, TaskRecord
 from tideflow.model import Workflow, WorkflowRunStatus
-from tideflow.storage.store import SqlStore
+from tideflow.service import Services
 
 
 class Client:
-    """A connection to one Tideflow database."""
+    """A connection to one Tideflow database, in one namespace.
+
+    The verbs are :class:`~tideflow.service.Services`' (the command line's too),
+    bound to this client's namespace.
+    """
 
     def __init__(self, settings: Settings, *, namespace: str = "default") -> None:
         self.settings = settings
         self.namespace = namespace
-        self.store = SqlStore.from_url(settings.database.url)
-        if settings.database.auto_migrate:
-            self.store.upgrade()
+        self.services = Services.open(settings)
+        self.store: Store = self.services.store
 
     def __enter__(self) -> Client:
         return self
@@ -52,11 +51,11 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self.store.close()
+        self.services.close()
 
     def apply(self, workflow: Workflow) -> ApplyResult:
         """Create or update a workflow: ``created``, ``configured`` or ``unchanged``."""
-        return self.store.apply_workflow(workflow)
+        return self.services.apply(workflow)
 
     def run(
         self,
@@ -71,64 +70,54 @@ class Client:
         With ``wait`` the run is executed in this process and its final record
         returned; otherwise it is recorded for a ``tideflow server``.
         """
-        if isinstance(workflow, str):
-            definition = self.store.get_workflow(self.namespace, workflow).workflow
-        else:
+        if not isinstance(workflow, str):
             self.apply(workflow)
-            definition = workflow
-        record = control.submit_run(self.store, definition, params, name=name)
+        record = self.services.submit(self.namespace, workflow, params, name=name)
         return self.wait(record.name) if wait else record
 
     def wait(self, run: str) -> RunRecord:
         """Drive (or follow, if another engine owns it) a run to its end."""
-        record = self.get(run)
-        engine = Engine(
-            self.store,
-            engine_executor(threads=self.settings.executor_threads()),
-            self.settings.engine_settings(),
-        )
-        return asyncio.run(engine.drive(record.id))
+        return self.services.wait(self.namespace, run)
 
     def get(self, run: str) -> RunRecord:
-        return self.store.get_run(self.namespace, run)
+        return self.services.get(self.namespace, run)
 
     def status(self, run: str) -> WorkflowRunStatus:
         """The run's status, as ``get run`` shows it: phase, ``Ready`` condition,
         task counts, times, and ``observed_generation`` (equal to the run's
         generation once the engine has acted on its latest control request)."""
-        record = self.get(run)
-        return status.run_status(record, self.store.list_tasks(record.id))
+        return self.services.status(self.namespace, run)
 
     def runs(self, workflow: str | None = None) -> list[RunRecord]:
-        return self.store.list_runs(self.namespace, workflow)
+        return self.services.runs(self.namespace, workflow)
 
     def tasks(self, run: str) -> list[TaskRecord]:
-        return self.store.list_tasks(self.get(run).id)
+        return self.services.tasks(self.namespace, run)
 
     def logs(self, run: str, task: str | None = None) -> list[LogRecord]:
-        return self.store.get_logs(self.get(run).id, task)
+        return self.services.logs(self.namespace, run, task)
 
     def pause(self, run: str) -> None:
-        control.request(self.store, self.namespace, run, "pause")
+        self.services.control(self.namespace, run, "pause")
 
     def resume(self, run: str) -> None:
-        control.request(self.store, self.namespace, run, "resume")
+        self.services.control(self.namespace, run, "resume")
 
     def terminate(self, run: str) -> None:
-        control.request(self.store, self.namespace, run, "terminate")
+        self.services.control(self.namespace, run, "terminate")
 
     def delete(self, run: str, *, force: bool = False) -> None:
         """Delete a finished run (``force``: terminate it first) with its tasks and logs."""
-        resources.delete_run(self.store, self.namespace, run, force=force)
+        self.services.delete(self.namespace, run, force=force)
 
     def delete_workflow(self, name: str) -> None:
         """Delete a workflow; its runs keep their own snapshots of it."""
-        self.store.delete_workflow(self.namespace, name)
+        self.services.delete_workflow(self.namespace, name)
 
     def retry(self, run: str, *, wait: bool = False) -> RunRecord:
         """Re-run the failed, upstream-failed and terminated tasks of a finished run."""
-        control.request(self.store, self.namespace, run, "retry")
-        return self.wait(run) if wait else self.get(run)
+        retried = self.services.control(self.namespace, run, "retry")
+        return self.wait(run) if wait else retried
 
 
 def connect(

@@ -30,6 +30,8 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
     the same input always reports the same cycle. A self-dependency is a cycle
     ``["a", "a"]``.
     """
+    if _declared_in_order(deps):
+        return None
     colour: dict[str, int] = {}
     for start in deps:
         if colour.get(start, _WHITE) != _WHITE:
@@ -56,6 +58,20 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
                 path.pop()
                 cursor.pop()
     return None
+
+
+def _declared_in_order(deps: Mapping[str, Sequence[str]]) -> bool:
+    """Whether every node's dependencies come before it in mapping order (or are not
+    nodes of the mapping): then there is no cycle, and mapping order is a
+    topological order. Most workflows are written that way, and this one pass
+    over the edges is much cheaper than a depth-first search or a heap."""
+    position = {name: i for i, name in enumerate(deps)}
+    get = position.get
+    for i, children in enumerate(deps.values()):
+        for child in children:
+            if get(child, -1) >= i:
+                return False
+    return True
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +101,10 @@ class Graph:
     @classmethod
     def from_edges(cls, edges: Iterable[tuple[str, Sequence[str]]]) -> Graph:
         """Build the graph from (task, dependencies) pairs in declaration order."""
-        upstream = {name: tuple(dict.fromkeys(deps)) for name, deps in edges}
+        upstream = {
+            name: tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
+            for name, deps in edges
+        }
         downstream_lists: dict[str, list[str]] = {name: [] for name in upstream}
         for name, deps in upstream.items():
             for dep in deps:
@@ -131,6 +150,10 @@ def _reach(edges: Mapping[str, Sequence[str]], start: str) -> set[str]:
 def _topological_order(
     upstream: Mapping[str, Sequence[str]], downstream: Mapping[str, Sequence[str]]
 ) -> tuple[str, ...]:
+    if _declared_in_order(upstream):
+        # Kahn's algorithm below would pop the tasks in declaration order: at
+        # each step the next declared task is ready and has the lowest index.
+        return tuple(upstream)
     # Kahn's algorithm; the heap holds declaration indices of ready tasks.
     names = list(upstream)
     index = {name: i for i, name in enumerate(names)}

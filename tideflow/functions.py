@@ -12,7 +12,7 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from tideflow.errors import FunctionError, Problem, did_you_mean
 
@@ -28,6 +28,8 @@ __all__ = [
 
 #: Name of the parameter through which a task function receives its TaskContext.
 CONTEXT_PARAMETER = "context"
+
+T = TypeVar("T")
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
@@ -102,6 +104,23 @@ def _unwrap(fn: Any) -> Any:
     return fn
 
 
+def _cached(compute: Callable[[Callable[..., Any]], T]) -> Callable[[Callable[..., Any]], T]:
+    """Memoise a fact about a callable: executors ask it for every attempt, and
+    ``inspect.signature`` costs more than a no-op task. Callables that cannot be
+    hashed are introspected every time."""
+    cached = functools.lru_cache(maxsize=1024)(compute)
+
+    @functools.wraps(compute)
+    def fact(fn: Callable[..., Any]) -> T:
+        try:
+            return cached(fn)
+        except TypeError:  # unhashable callable object
+            return compute(fn)
+
+    return fact
+
+
+@_cached
 def is_async(fn: Callable[..., Any]) -> bool:
     """True for coroutine functions, also behind ``functools.partial`` or as ``async __call__``."""
     target = _unwrap(fn)
@@ -111,6 +130,7 @@ def is_async(fn: Callable[..., Any]) -> bool:
     return not inspect.isroutine(target) and inspect.iscoroutinefunction(call)
 
 
+@_cached
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(fn)
@@ -118,6 +138,7 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
+@_cached
 def accepts_context(fn: Callable[..., Any]) -> bool:
     """True if ``fn`` has a keyword-passable parameter named ``context``."""
     signature = _signature(fn)

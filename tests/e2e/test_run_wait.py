@@ -220,3 +220,35 @@ def test_the_terminal_shows_progress_and_failures_but_not_what_tasks_log(
     finally:
         store.close()
     assert "hello from print" in lines and "hello from the task logger" in lines
+
+
+def test_verbose_streams_what_tasks_log_but_keeps_their_prints_in_the_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "verbose.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        apiVersion: tideflow.dev/v1alpha1
+        kind: Workflow
+        metadata: {{name: verbose}}
+        spec:
+          tasks:
+            - {{name: chatty, function: {T}:chatty}}
+        """),
+        encoding="utf-8",
+    )
+    db = f"sqlite:///{tmp_path / 'verbose.db'}"
+    result = tideflow("run", "-f", str(path), "--name", "v-1", "--wait", "-v", db=db, cwd=tmp_path)
+    assert result.code == 0, result.err
+    # -v echoes the task's log records (the task logger's INFO too, though the
+    # engine's level is WARNING), labelled with the task; prints stay in the log.
+    assert "chatty: INFO tideflow.task: hello from the task logger" in result.err
+    assert "hello from print" not in result.out + result.err
+    store = SqlStore.from_url(db)
+    try:
+        run = store.get_run("default", "v-1")
+        lines = "".join(log.text for log in store.get_logs(run.id, "chatty"))
+    finally:
+        store.close()
+    assert lines.count("hello from the task logger") == 1
+    assert "hello from print" in lines

@@ -340,3 +340,42 @@ async def test_a_kubernetes_task_fails_clearly_through_the_front_doors_executor(
         1,
         "executor 'kubernetes' is not available in this engine; only local tasks run here",
     )
+
+
+class _InlineStore:
+    """The store with an inline commit that declines every other batch, like a
+    SQLite store that finds the database locked."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.inline: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def commit_inline(self, batch: Any) -> set[int] | None:
+        if len(self.inline) % 2:
+            self.inline.append(False)
+            return None  # "would have to wait": the engine commits on its DB thread
+        self.inline.append(True)
+        return self._store.commit(batch)
+
+
+async def test_small_batches_are_committed_inline_when_the_store_can(store: SqlStore) -> None:
+    wf = workflow(
+        *(
+            {
+                "name": f"c{i}",
+                "function": f"{T}:add",
+                "args": {"a": i, "b": 1},
+                "dependsOn": [f"c{i - 1}"] if i else [],
+            }
+            for i in range(6)
+        )
+    )
+    inline = _InlineStore(store)
+    final, tasks = await execute(inline, wf)
+    assert final.phase is RunPhase.SUCCEEDED
+    assert [tasks[f"c{i}"].output for i in range(6)] == [i + 1 for i in range(6)]
+    assert True in inline.inline and False in inline.inline
+    assert "workflow=" not in repr(final)  # a run's repr never formats its workflow

@@ -1,4 +1,8 @@
-"""Pools are shared by every engine on the database, and cannot leak."""
+"""Pools are shared by every engine on the database, and cannot leak.
+
+Every test runs on ``MemoryStore`` and on ``SqlStore`` with SQLite, PostgreSQL
+and MariaDB (see ``any_store`` in ``conftest.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,20 @@ import pytest
 from tests.integration.enginekit import engine, workflow
 from tests.integration.enginekit import until as eventually
 from tideflow.engine import control
-from tideflow.engine.ports import Batch, PoolRecord, utcnow
+from tideflow.engine.ports import Batch, PoolRecord, Store, utcnow
 from tideflow.engine.reconciler import EngineSettings
 from tideflow.errors import ValidationError
 from tideflow.model import RunPhase, TaskPhase, Workflow
-from tideflow.storage.store import SqlStore
 
 T = "tests.integration.tasks"
 #: An engine whose settings declare no pool: it stores no capacity.
 POOLED_UNDECLARED = EngineSettings(poll_seconds=0.05, lease_seconds=5)
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """These tests are about the ``Store`` contract: they run on ``MemoryStore`` too."""
+    return any_store
 
 
 def _pooled(n: int, seconds: float) -> Workflow:
@@ -35,7 +44,7 @@ def _pooled(n: int, seconds: float) -> Workflow:
     )
 
 
-def _capacity(store: SqlStore, pool: str = "vendor-api") -> int | None:
+def _capacity(store: Store, pool: str = "vendor-api") -> int | None:
     return next((p.capacity for p in store.list_pools() if p.name == pool), None)
 
 
@@ -44,7 +53,7 @@ def _configured(capacity: int) -> EngineSettings:
 
 
 async def test_two_engines_configured_differently_count_against_the_stored_capacity(
-    store: SqlStore,
+    store: Store,
 ) -> None:
     from tests.integration import tasks as module
 
@@ -70,7 +79,7 @@ async def test_two_engines_configured_differently_count_against_the_stored_capac
         await asyncio.gather(*serving)
 
 
-async def test_pool_set_changes_the_capacity_of_a_running_server(store: SqlStore) -> None:
+async def test_pool_set_changes_the_capacity_of_a_running_server(store: Store) -> None:
     from tests.integration import tasks as module
 
     module.peak = 0
@@ -104,11 +113,11 @@ async def test_pool_set_changes_the_capacity_of_a_running_server(store: SqlStore
         await serving
 
 
-def _run_ids(store: SqlStore, make_run, n: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _run_ids(store: Store, make_run, n: int) -> list[int]:  # type: ignore[no-untyped-def]
     return [make_run(f"run-{i}").id for i in range(n)]
 
 
-def test_a_slot_counts_only_while_its_owner_owns_the_run(store: SqlStore, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_slot_counts_only_while_its_owner_owns_the_run(store: Store, make_run) -> None:  # type: ignore[no-untyped-def]
     first, second = _run_ids(store, make_run, 2)
     now = utcnow()
     until = now + timedelta(seconds=30)
@@ -125,7 +134,7 @@ def test_a_slot_counts_only_while_its_owner_owns_the_run(store: SqlStore, make_r
     ]
 
 
-def test_released_slots_are_free_again(store: SqlStore, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_released_slots_are_free_again(store: Store, make_run) -> None:  # type: ignore[no-untyped-def]
     (run_id,) = _run_ids(store, make_run, 1)
     now = utcnow()
     store.claim_run(run_id, "engine-a", now, now + timedelta(seconds=30))
@@ -137,7 +146,7 @@ def test_released_slots_are_free_again(store: SqlStore, make_run) -> None:  # ty
     assert store.acquire_slots("engine-a", "p", [(run_id, "t9")], now) == []
 
 
-def test_pools_list_their_stored_capacity_and_live_holdings(store: SqlStore, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_pools_list_their_stored_capacity_and_live_holdings(store: Store, make_run) -> None:  # type: ignore[no-untyped-def]
     first, second = _run_ids(store, make_run, 2)
     now = utcnow()
     for run_id in (first, second):
@@ -157,7 +166,7 @@ def test_pools_list_their_stored_capacity_and_live_holdings(store: SqlStore, mak
 
 
 def test_a_lowered_capacity_grants_nothing_until_holdings_fall_below_it(  # type: ignore[no-untyped-def]
-    store: SqlStore, make_run
+    store: Store, make_run
 ) -> None:
     (run_id,) = _run_ids(store, make_run, 1)
     now = utcnow()
@@ -178,7 +187,7 @@ def test_a_lowered_capacity_grants_nothing_until_holdings_fall_below_it(  # type
     [("p", 0, "capacity must be greater than 0"), ("Bad_Pool", 2, "invalid name 'Bad_Pool'")],
 )
 def test_a_bad_pool_capacity_is_refused(
-    store: SqlStore, pool: str, capacity: int, message: str
+    store: Store, pool: str, capacity: int, message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         store.set_pool_capacity(pool, capacity)

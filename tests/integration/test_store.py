@@ -1,6 +1,7 @@
-"""SqlStore as the front doors use it: workflows, runs, task listings, logs, control.
+"""The Store as the front doors use it: workflows, runs, task listings, logs, control.
 
-Every test runs on SQLite, PostgreSQL and MariaDB (see ``conftest.py``).
+Every test runs on ``MemoryStore`` and on ``SqlStore`` with SQLite, PostgreSQL
+and MariaDB (see ``any_store`` in ``conftest.py``), except those about SQL itself.
 Ownership, leases and commit fencing are in ``test_store_ownership.py``.
 """
 
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tideflow.engine.ports import Batch, LogRecord, RunUpdate, Store, TaskRecord
+from tideflow.engine.ports import Batch, LogRecord, RunRecord, RunUpdate, Store, TaskRecord
 from tideflow.errors import ConflictError, NotFoundError, StorageError, ValidationError
 from tideflow.model import DesiredState, RunPhase, TaskPhase, Workflow
 from tideflow.storage.store import SqlStore
+from tideflow.testing import MemoryStore
 
 if TYPE_CHECKING:
     from tests.integration.conftest import MakeRun
@@ -30,11 +32,18 @@ MakeWorkflow = Callable[..., Workflow]
 MakeTask = Callable[..., TaskRecord]
 
 
-def test_sql_store_has_every_method_of_the_store_protocol() -> None:
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """These tests are about the ``Store`` contract: they run on ``MemoryStore`` too."""
+    return any_store
+
+
+@pytest.mark.parametrize("implementation", [SqlStore, MemoryStore])
+def test_every_store_has_every_method_of_the_store_protocol(implementation: type) -> None:
     for name, member in vars(Store).items():
         if name.startswith("_") or not callable(member):
             continue
-        implemented = getattr(SqlStore, name)
+        implemented = getattr(implementation, name)
         assert inspect.signature(implemented) == inspect.signature(member), name
 
 
@@ -42,7 +51,7 @@ def test_sql_store_has_every_method_of_the_store_protocol() -> None:
 
 
 def test_apply_creates_then_reports_unchanged_then_configured(
-    store: SqlStore, make_workflow: MakeWorkflow
+    store: Store, make_workflow: MakeWorkflow
 ) -> None:
     assert store.apply_workflow(make_workflow()) == "created"
     first = store.get_workflow("default", "daily-bars")
@@ -62,7 +71,7 @@ def test_apply_creates_then_reports_unchanged_then_configured(
 
 
 def test_workflows_are_keyed_by_namespace_and_name(
-    store: SqlStore, make_workflow: MakeWorkflow
+    store: Store, make_workflow: MakeWorkflow
 ) -> None:
     store.apply_workflow(make_workflow("b"))
     store.apply_workflow(make_workflow("a"))
@@ -101,7 +110,7 @@ def test_concurrent_applies_of_a_new_workflow_create_it_once(
             applier.close()
 
 
-def test_missing_workflow_is_not_found(store: SqlStore) -> None:
+def test_missing_workflow_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match=r'workflow "nope" not found in namespace default$'):
         store.get_workflow("default", "nope")
 
@@ -109,7 +118,7 @@ def test_missing_workflow_is_not_found(store: SqlStore) -> None:
 # -- runs ------------------------------------------------------------------------------
 
 
-def test_create_run_assigns_an_id_and_reads_back_equal(store: SqlStore, make_run: MakeRun) -> None:
+def test_create_run_assigns_an_id_and_reads_back_equal(store: Store, make_run: MakeRun) -> None:
     run = make_run(params={"trade_date": "2026-11-30", "symbols": ["600000.SH"]})
     assert run.id > 0
     assert run.created_at is not None
@@ -120,7 +129,7 @@ def test_create_run_assigns_an_id_and_reads_back_equal(store: SqlStore, make_run
     assert run.owner is None
 
 
-def test_create_run_with_a_taken_name_is_a_conflict(store: SqlStore, make_run: MakeRun) -> None:
+def test_create_run_with_a_taken_name_is_a_conflict(store: Store, make_run: MakeRun) -> None:
     make_run("nightly")
     with pytest.raises(ConflictError, match='run "nightly" already exists in namespace "default"'):
         make_run("nightly")
@@ -130,14 +139,14 @@ def test_create_run_with_a_taken_name_is_a_conflict(store: SqlStore, make_run: M
 
 
 def test_create_run_refuses_duplicate_task_names(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     with pytest.raises(ValidationError, match="duplicate task names"):
         make_run(tasks=[make_task("a"), make_task("a")])
     assert store.list_runs() == []
 
 
-def test_missing_runs_are_not_found(store: SqlStore) -> None:
+def test_missing_runs_are_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match=r'run "x" not found in namespace default$'):
         store.get_run("default", "x")
     with pytest.raises(NotFoundError, match="run with id 424242 not found"):
@@ -145,7 +154,7 @@ def test_missing_runs_are_not_found(store: SqlStore) -> None:
 
 
 def test_list_runs_newest_first_with_filters(
-    store: SqlStore, make_run: MakeRun, make_workflow: MakeWorkflow
+    store: Store, make_run: MakeRun, make_workflow: MakeWorkflow
 ) -> None:
     make_run("r1")
     make_run("r2", flow=make_workflow("other"))
@@ -160,7 +169,7 @@ def test_list_runs_newest_first_with_filters(
 
 
 def test_a_run_keeps_its_workflow_snapshot(
-    store: SqlStore, make_run: MakeRun, make_workflow: MakeWorkflow
+    store: Store, make_run: MakeRun, make_workflow: MakeWorkflow
 ) -> None:
     store.apply_workflow(make_workflow())
     run = make_run(flow=make_workflow())
@@ -172,7 +181,7 @@ def test_a_run_keeps_its_workflow_snapshot(
 
 
 def test_tasks_are_listed_in_insertion_order_including_later_inserts(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     names = ["zeta", "alpha", "mid"]
     run = make_run(tasks=[make_task(n) for n in names])
@@ -189,7 +198,7 @@ def test_tasks_are_listed_in_insertion_order_including_later_inserts(
 
 
 def test_outputs_round_trip_as_json(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     outputs: dict[str, Any] = {
         "nested": {"bars": [[1, 2.5, None], {"k": [True, False]}], "empty": {}},
@@ -206,7 +215,7 @@ def test_outputs_round_trip_as_json(
 
 
 def test_fan_out_items_are_stored_with_their_children(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     spawned = {"function": "examples.quant:fetch_bars", "args": {"symbol": "600000.SH"}}
     run = make_run(
@@ -224,7 +233,7 @@ def test_fan_out_items_are_stored_with_their_children(
 
 
 def test_datetimes_come_back_aware_utc_with_microseconds(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     east = timezone(timedelta(hours=8))
     started = datetime(2026, 11, 30, 16, 30, 2, 654321, tzinfo=east)
@@ -245,7 +254,7 @@ def test_datetimes_come_back_aware_utc_with_microseconds(
 
 
 def test_naive_datetimes_are_refused(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     with pytest.raises(StorageError, match="naive datetime"):
         make_run(tasks=[make_task("a", started_at=datetime(2026, 1, 1))])
@@ -255,7 +264,7 @@ def test_naive_datetimes_are_refused(
 
 
 def test_get_logs_covers_a_task_and_its_fan_out_children(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run()
     store.claim_run(run.id, "engine-a", T0, T0 + TTL)
@@ -294,7 +303,7 @@ def test_get_logs_covers_a_task_and_its_fan_out_children(
 
 
 def test_request_control_is_compare_and_set_on_generation(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run()
     assert store.read_control([run.id]) == {run.id: (DesiredState.RUNNING, 1)}
@@ -308,12 +317,12 @@ def test_request_control_is_compare_and_set_on_generation(
     assert store.get_run_by_id(run.id).generation == 2
 
 
-def test_request_control_on_a_missing_run_is_not_found(store: SqlStore) -> None:
+def test_request_control_on_a_missing_run_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match="run with id 99 not found"):
         store.request_control(99, 1, DesiredState.PAUSED)
 
 
-def test_read_control_omits_missing_ids(store: SqlStore, make_run: MakeRun) -> None:
+def test_read_control_omits_missing_ids(store: Store, make_run: MakeRun) -> None:
     runs = [make_run(f"r{i}") for i in range(3)]
     ids = [r.id for r in runs]
     assert store.read_control([*ids, 9999]) == {i: (DesiredState.RUNNING, 1) for i in ids}
@@ -321,7 +330,7 @@ def test_read_control_omits_missing_ids(store: SqlStore, make_run: MakeRun) -> N
 
 
 def test_reopen_resets_the_run_and_the_given_tasks(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     run = make_run()
     store.claim_run(run.id, "engine-a", T0, T0 + TTL)
@@ -358,10 +367,53 @@ def test_reopen_resets_the_run_and_the_given_tasks(
 
 
 def test_a_stale_control_request_does_not_reset_tasks(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     run = make_run()
     store.request_control(run.id, 1, DesiredState.PAUSED)
     stale = make_task("list-symbols", TaskPhase.SKIPPED)
     assert not store.request_control(run.id, 1, DesiredState.RUNNING, reset_tasks=[stale])
     assert {t.phase for t in store.list_tasks(run.id)} == {TaskPhase.PENDING}
+
+
+# -- records are copies ----------------------------------------------------------------
+
+
+def test_records_are_copies_that_never_alias_the_stored_state(
+    store: Store, make_run: MakeRun, make_task: MakeTask
+) -> None:
+    params: dict[str, Any] = {"symbols": ["600000.SH"]}
+    output: dict[str, Any] = {"rows": [1, 2]}
+    run = make_run(params=params, tasks=[make_task("a", output=output)])
+    # Changing what was written, or what was read, changes nothing stored.
+    params["symbols"].append("written later")
+    output["rows"].append(3)
+    run.params["symbols"].append("changed after reading")
+    store.list_tasks(run.id)[0].output["rows"].clear()
+    store.get_run_by_id(run.id).own_labels["team"] = "d"
+
+    again = store.get_run_by_id(run.id)
+    assert again.params == {"symbols": ["600000.SH"]}
+    assert again.own_labels == {}
+    assert store.list_tasks(run.id)[0].output == {"rows": [1, 2]}
+
+
+def test_the_memory_store_wakes_subscribers_on_new_runs_and_control_requests(
+    make_workflow: MakeWorkflow, make_task: MakeTask
+) -> None:
+    store = MemoryStore()
+    woken: list[str] = []
+    stop = store.subscribe(lambda: woken.append("wake"))
+    assert stop is not None
+    flow = make_workflow()
+    record = RunRecord(
+        0, "default", "r1", flow.metadata.name, flow, {}, DesiredState.RUNNING, RunPhase.PENDING
+    )
+    run = store.create_run(record, [make_task("a")])
+    assert woken == ["wake"]
+    assert store.request_control(run.id, 1, DesiredState.PAUSED)
+    assert not store.request_control(run.id, 1, DesiredState.RUNNING)  # lost: no write, no wake
+    assert woken == ["wake", "wake"]
+    stop()
+    store.request_control(run.id, 2, DesiredState.RUNNING)
+    assert woken == ["wake", "wake"]

@@ -1,6 +1,7 @@
-"""SqlStore verbs behind ``delete``, ``get -l/--phase/-A`` and the "found in" hint.
+"""Store verbs behind ``delete``, ``get -l/--phase/-A`` and the "found in" hint.
 
-Every test runs on SQLite, PostgreSQL and MariaDB (see ``conftest.py``).
+Every test runs on ``MemoryStore`` and on ``SqlStore`` with SQLite, PostgreSQL
+and MariaDB (see ``any_store`` in ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tideflow.engine import control
-from tideflow.engine.ports import Batch, LogRecord, RunUpdate
+from tideflow.engine.ports import Batch, LogRecord, RunUpdate, Store
 from tideflow.errors import NotFoundError
 from tideflow.model import RunPhase, Workflow
 from tideflow.model.labels import LabelSelector
-from tideflow.storage.store import SqlStore
 
 if TYPE_CHECKING:
     from tests.conftest import MakeRun
@@ -25,8 +25,14 @@ T0 = datetime(2026, 11, 30, 8, 30, tzinfo=UTC)
 MakeWorkflow = Callable[..., Workflow]
 
 
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """These tests are about the ``Store`` contract: they run on ``MemoryStore`` too."""
+    return any_store
+
+
 def test_a_name_in_another_namespace_is_named_in_the_error(
-    store: SqlStore, make_workflow: MakeWorkflow, make_run: MakeRun
+    store: Store, make_workflow: MakeWorkflow, make_run: MakeRun
 ) -> None:
     store.apply_workflow(make_workflow(namespace="quant"))
     store.apply_workflow(make_workflow(namespace="risk"))
@@ -45,7 +51,7 @@ def test_a_name_in_another_namespace_is_named_in_the_error(
 
 
 def test_deleting_a_run_removes_its_tasks_logs_and_pool_holdings(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run("doomed")
     keep = make_run("kept")
@@ -79,7 +85,7 @@ def test_deleting_a_run_removes_its_tasks_logs_and_pool_holdings(
 
 
 def test_deleting_a_workflow_leaves_its_runs(
-    store: SqlStore, make_workflow: MakeWorkflow, make_run: MakeRun
+    store: Store, make_workflow: MakeWorkflow, make_run: MakeRun
 ) -> None:
     store.apply_workflow(make_workflow())
     make_run("r1")
@@ -91,7 +97,7 @@ def test_deleting_a_workflow_leaves_its_runs(
 
 
 def test_runs_are_listed_by_phase_and_by_labels_of_the_workflow_and_the_run(
-    store: SqlStore, make_workflow: MakeWorkflow
+    store: Store, make_workflow: MakeWorkflow
 ) -> None:
     labelled = make_workflow().model_copy(
         update={"metadata": make_workflow().metadata.model_copy(update={"labels": {"team": "d"}})}
@@ -126,7 +132,7 @@ def test_runs_are_listed_by_phase_and_by_labels_of_the_workflow_and_the_run(
 
 
 def test_a_label_selector_pages_through_many_runs(
-    store: SqlStore, make_workflow: MakeWorkflow
+    store: Store, make_workflow: MakeWorkflow
 ) -> None:
     flow = make_workflow()
     for i in range(7):

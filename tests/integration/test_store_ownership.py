@@ -1,7 +1,7 @@
-"""SqlStore as the engine uses it: claims, leases, fenced group commits, release.
+"""The Store as the engine uses it: claims, leases, fenced group commits, release.
 
 These are the guarantees behind "two engines never run the same attempt": every
-test runs on SQLite, PostgreSQL and MariaDB.
+test runs on ``MemoryStore`` and on ``SqlStore`` with SQLite, PostgreSQL and MariaDB.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tideflow.engine.ports import Batch, LogRecord, RunRecord, RunUpdate, TaskRecord
+from tideflow.engine.ports import Batch, LogRecord, RunRecord, RunUpdate, Store, TaskRecord
 from tideflow.errors import StorageError
 from tideflow.model import RunPhase, TaskPhase
 from tideflow.storage.store import SqlStore
+from tideflow.testing import MemoryStore
 
 if TYPE_CHECKING:
     from tests.integration.conftest import MakeRun
@@ -28,7 +29,13 @@ LATER = T0 + 2 * TTL  # when leases taken at T0 have expired
 MakeTask = Callable[..., TaskRecord]
 
 
-def claimed(store: SqlStore, run: RunRecord, owner: str = "engine-a") -> RunRecord:
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """These tests are about the ``Store`` contract: they run on ``MemoryStore`` too."""
+    return any_store
+
+
+def claimed(store: Store, run: RunRecord, owner: str = "engine-a") -> RunRecord:
     record = store.claim_run(run.id, owner, T0, T0 + TTL)
     assert record is not None
     return record
@@ -37,7 +44,7 @@ def claimed(store: SqlStore, run: RunRecord, owner: str = "engine-a") -> RunReco
 # -- claim_run ---------------------------------------------------------------------------
 
 
-def test_claim_run_takes_an_unowned_run(store: SqlStore, make_run: MakeRun) -> None:
+def test_claim_run_takes_an_unowned_run(store: Store, make_run: MakeRun) -> None:
     run = make_run()
     record = claimed(store, run)
     assert (record.owner, record.lease_expires_at) == ("engine-a", T0 + TTL)
@@ -45,7 +52,7 @@ def test_claim_run_takes_an_unowned_run(store: SqlStore, make_run: MakeRun) -> N
 
 
 def test_claim_run_is_compare_and_set_only_one_owner_wins(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run()
     claimed(store, run, "engine-a")
@@ -54,7 +61,7 @@ def test_claim_run_is_compare_and_set_only_one_owner_wins(
 
 
 def test_claim_run_succeeds_again_for_its_owner_and_extends_the_lease(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run()
     claimed(store, run)
@@ -63,7 +70,7 @@ def test_claim_run_succeeds_again_for_its_owner_and_extends_the_lease(
 
 
 def test_an_expired_lease_can_be_claimed_by_another_owner(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run()
     claimed(store, run, "engine-a")
@@ -71,7 +78,7 @@ def test_an_expired_lease_can_be_claimed_by_another_owner(
     assert taken is not None and taken.owner == "engine-b"
 
 
-def test_finished_and_missing_runs_cannot_be_claimed(store: SqlStore, make_run: MakeRun) -> None:
+def test_finished_and_missing_runs_cannot_be_claimed(store: Store, make_run: MakeRun) -> None:
     for phase in (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.TERMINATED):
         run = make_run(f"done-{phase.value.lower()}", phase=phase)
         assert store.claim_run(run.id, "engine-a", T0, T0 + TTL) is None
@@ -82,7 +89,7 @@ def test_finished_and_missing_runs_cannot_be_claimed(store: SqlStore, make_run: 
 
 
 def test_claim_runs_takes_unowned_and_expired_unfinished_runs_oldest_first(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     free = make_run("free")
     held = make_run("held")
@@ -100,7 +107,7 @@ def test_claim_runs_takes_unowned_and_expired_unfinished_runs_oldest_first(
 
 
 def test_claim_runs_respects_the_limit_and_a_second_owner_gets_the_rest(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     for i in range(5):
         make_run(f"r{i}")
@@ -113,15 +120,21 @@ def test_claim_runs_respects_the_limit_and_a_second_owner_gets_the_rest(
 
 
 def test_concurrent_claims_never_hand_a_run_to_two_engines(
-    store: SqlStore, make_run: MakeRun, database_url: str
+    store: Store, make_run: MakeRun
 ) -> None:
     runs = [make_run(f"r{i}") for i in range(20)]
-    engines = [SqlStore.from_url(database_url) for _ in range(4)]
+    engines: list[SqlStore | MemoryStore]
+    if isinstance(store, SqlStore):  # four engines, four connection pools on one database
+        url = store.engine.url.render_as_string(hide_password=False)
+        engines = [SqlStore.from_url(url) for _ in range(4)]
+    else:  # four threads on one MemoryStore: its lock is what is tested
+        assert isinstance(store, MemoryStore)
+        engines = [store] * 4
     barrier = threading.Barrier(len(engines))
     results: dict[str, list[int]] = {}
     errors: list[BaseException] = []
 
-    def claim(index: int, engine_store: SqlStore) -> None:
+    def claim(index: int, engine_store: Store) -> None:
         owner = f"engine-{index}"
         try:
             barrier.wait()
@@ -152,7 +165,7 @@ def test_concurrent_claims_never_hand_a_run_to_two_engines(
 # -- leases ------------------------------------------------------------------------------
 
 
-def test_renew_leases_extends_only_runs_still_held(store: SqlStore, make_run: MakeRun) -> None:
+def test_renew_leases_extends_only_runs_still_held(store: Store, make_run: MakeRun) -> None:
     mine, stolen = make_run("mine"), make_run("stolen")
     claimed(store, mine)
     claimed(store, stolen)
@@ -166,7 +179,7 @@ def test_renew_leases_extends_only_runs_still_held(store: SqlStore, make_run: Ma
 
 
 def test_renewing_to_the_same_instant_still_reports_the_run_held(
-    store: SqlStore, make_run: MakeRun
+    store: Store, make_run: MakeRun
 ) -> None:
     run = make_run()
     claimed(store, run)
@@ -176,7 +189,7 @@ def test_renewing_to_the_same_instant_still_reports_the_run_held(
     assert store.commit(Batch("engine-a", T0 + TTL, run_updates=[unchanged])) == set()
 
 
-def test_release_gives_up_only_the_owners_runs(store: SqlStore, make_run: MakeRun) -> None:
+def test_release_gives_up_only_the_owners_runs(store: Store, make_run: MakeRun) -> None:
     mine, theirs = make_run("mine"), make_run("theirs")
     claimed(store, mine, "engine-a")
     claimed(store, theirs, "engine-b")
@@ -195,7 +208,7 @@ def test_release_gives_up_only_the_owners_runs(store: SqlStore, make_run: MakeRu
 
 
 def test_commit_applies_a_whole_tick(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     run = claimed(store, make_run())
     started = T0 + timedelta(seconds=1)
@@ -233,7 +246,7 @@ def test_commit_applies_a_whole_tick(
 
 
 def test_commit_by_a_former_owner_is_fenced_off(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     lost = claimed(store, make_run("lost"), "engine-a")
     kept = claimed(store, make_run("kept"), "engine-a")
@@ -263,7 +276,7 @@ def test_commit_by_a_former_owner_is_fenced_off(
 
 
 def test_commit_of_an_unowned_run_reports_it_lost(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     run = make_run()
     batch = Batch("engine-a", T0 + TTL, task_updates=[make_task("fetch-bars", run_id=run.id)])
@@ -271,7 +284,7 @@ def test_commit_of_an_unowned_run_reports_it_lost(
     assert store.commit(Batch("engine-a", T0 + TTL)) == set()  # empty batch: nothing to do
 
 
-def test_commit_is_all_or_nothing(store: SqlStore, make_run: MakeRun, make_task: MakeTask) -> None:
+def test_commit_is_all_or_nothing(store: Store, make_run: MakeRun, make_task: MakeTask) -> None:
     run = claimed(store, make_run())
     batch = Batch(
         "engine-a",
@@ -288,7 +301,7 @@ def test_commit_is_all_or_nothing(store: SqlStore, make_run: MakeRun, make_task:
     assert store.get_logs(run.id) == []
 
 
-def test_commit_releases_finished_runs(store: SqlStore, make_run: MakeRun) -> None:
+def test_commit_releases_finished_runs(store: Store, make_run: MakeRun) -> None:
     run = claimed(store, make_run())
     done = T0 + TTL / 2
     batch = Batch(
@@ -305,7 +318,7 @@ def test_commit_releases_finished_runs(store: SqlStore, make_run: MakeRun) -> No
 
 
 def test_commit_handles_a_large_tick(
-    store: SqlStore, make_run: MakeRun, make_task: MakeTask
+    store: Store, make_run: MakeRun, make_task: MakeTask
 ) -> None:
     run = claimed(store, make_run(tasks=[]))
     children = [make_task(f"fetch-bars[{i}]", run_id=run.id) for i in range(2000)]

@@ -86,3 +86,14 @@ def test_graph_of_a_long_chain_orders_every_task() -> None:
     graph = Graph.from_edges((f"t{i}", [f"t{i - 1}"] if i else []) for i in range(n))
     assert graph.order == tuple(f"t{i}" for i in range(n))
     assert len(graph.ancestors(f"t{n - 1}")) == n - 1
+
+
+def test_order_of_tasks_declared_in_dependency_order_is_declaration_order() -> None:
+    deps = {"a": [], "c": ["a"], "b": [], "d": ["b", "c"]}
+    assert find_cycle(deps) is None
+    assert Graph.from_tasks(_tasks(deps)).order == ("a", "c", "b", "d")
+
+
+def test_a_dependency_declared_later_still_orders_and_cycles_are_still_found() -> None:
+    assert Graph.from_tasks(_tasks({"b": ["a"], "a": []})).order == ("a", "b")
+    assert find_cycle({"a": [], "b": ["c"], "c": ["b"]}) == ["b", "c", "b"]

@@ -115,3 +115,19 @@ def test_reference_of_refuses_callable_objects_without_a_name() -> None:
     partial: Any = functools.partial(taskfns.fetch_bars, "AAPL")
     with pytest.raises(FunctionError, match="has no importable name"):
         reference_of(partial)
+
+
+class _Unhashable:
+    """A callable object that cannot be a cache key."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    async def __call__(self, context: Any) -> None:
+        return None
+
+
+def test_introspection_is_cached_per_callable_and_works_for_unhashable_ones() -> None:
+    assert accepts_context(taskfns.fetch_bars) is accepts_context(taskfns.fetch_bars) is True
+    unhashable = _Unhashable()
+    assert is_async(unhashable)
+    assert accepts_context(unhashable)

@@ -11,7 +11,6 @@ from tideflow.cli import completion
 from tideflow.cli.manifests import load
 from tideflow.cli.render import console
 from tideflow.cli.session import checked_name, global_options, session
-from tideflow.engine import control
 from tideflow.engine.transitions import Action
 from tideflow.errors import Problem, ValidationError
 from tideflow.model import Workflow
@@ -63,33 +62,31 @@ def run(
     """
     if (workflow is None) == (filename is None):
         raise click.UsageError("give a workflow name or -f FILE (one of them)")
-    state = session()
     params: dict[str, Any] = read_params_file(params_file) if params_file else {}
     params.update(parse_assignments(list(assignments)))
-    store = state.store()
+    services = session().services()
+    target: Workflow | str
     if filename is not None:
         workflows = [m for _, m in load([filename]) if isinstance(m, Workflow)]
         if len(workflows) != 1:
             found = f"expected exactly one Workflow, found {len(workflows)}"
             raise ValidationError([Problem("", found, str(filename))])
-        definition = workflows[0]
-        store.apply_workflow(definition)
+        target = workflows[0]
+        services.apply(target)
     else:
         assert workflow is not None
-        definition = store.get_workflow(state.namespace, workflow).workflow
-    record = control.submit_run(store, definition, params, name=name)
+        target = workflow
+    record = services.submit(session().namespace, target, params, name=name)
     if not wait:
         console.print(record.name, markup=False)
         return
     from tideflow.cli.waiting import wait_for
 
-    raise click.exceptions.Exit(wait_for(store, state.settings(), record, verbose=verbose))
+    raise click.exceptions.Exit(wait_for(services, record, verbose=verbose))
 
 
 def _control(name: str, action: Action) -> None:
-    store, namespace = session().store(), session().namespace
-    control.request(store, namespace, name, action)
-    after = store.get_run(namespace, name)
+    after = session().services().control(session().namespace, name, action)
     if action == "terminate" and after.phase.finished:
         # No engine owned the run, so the request itself terminated it.
         console.print(f"run {name}: {after.phase.value}", markup=False)
@@ -136,10 +133,9 @@ def retry(name: str, wait: bool, verbose: bool) -> None:
     if wait:
         from tideflow.cli.waiting import wait_for
 
-        state = session()
-        store = state.store()
-        record = store.get_run(state.namespace, name)
-        raise click.exceptions.Exit(wait_for(store, state.settings(), record, verbose=verbose))
+        services = session().services()
+        record = services.get(session().namespace, name)
+        raise click.exceptions.Exit(wait_for(services, record, verbose=verbose))
 
 
 COMMANDS = [run, pause, resume, terminate, retry]

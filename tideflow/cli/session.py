@@ -13,13 +13,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from tideflow.config import Settings, load_settings
 from tideflow.engine.ports import Store
 from tideflow.model import check_name
+
+if TYPE_CHECKING:
+    from tideflow.service import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,38 +37,40 @@ class Output(StrEnum):
 
 @dataclass
 class Session:
-    """The state of one command line: options as parsed, settings and store opened lazily."""
+    """The state of one command line: options as parsed, settings and services opened lazily.
+
+    It lives in click's context object (one per command line), never in a
+    module global; the wiring behind it is :class:`tideflow.service.Services`.
+    """
 
     config: str | None = None
     database_url: str | None = None
     namespace: str = "default"
     output: Output | None = None
     _settings: Settings | None = field(default=None, repr=False)
-    _store: Store | None = field(default=None, repr=False)
+    _services: Services | None = field(default=None, repr=False)
 
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, database_url=self.database_url)
-            configure_logging(self._settings.log_level)
+            configure_logging(self._settings.log_level)  # the command line is an entry point
         return self._settings
 
-    def store(self) -> Store:
-        if self._store is None:
-            from tideflow.storage.store import SqlStore
+    def services(self) -> Services:
+        """The store (opened, and migrated if configured) and the verbs on it."""
+        if self._services is None:
+            from tideflow.service import Services  # SQLAlchemy only when a command needs it
 
-            settings = self.settings()
-            store = SqlStore.from_url(settings.database.url)
-            if settings.database.auto_migrate:
-                store.upgrade()
-            self._store = store
-        return self._store
+            self._services = Services.open(self.settings())
+        return self._services
+
+    def store(self) -> Store:
+        return self.services().store
 
     def close(self) -> None:
-        if self._store is not None:
-            close = getattr(self._store, "close", None)
-            if close is not None:
-                close()
-            self._store = None
+        if self._services is not None:
+            self._services.close()
+            self._services = None
 
 
 def configure_logging(level: str) -> None:

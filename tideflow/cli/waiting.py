@@ -19,13 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from tideflow.cli import render
-from tideflow.config import Settings
 from tideflow.engine import status
 from tideflow.engine.ports import RunRecord, Store
 from tideflow.engine.reconciler import Driven, Ending, Engine, Event
 from tideflow.executors import capture
-from tideflow.executors.routing import engine_executor
 from tideflow.model import EventKind, RunPhase, TaskCounts, TaskPhase
+from tideflow.service import Services
+from tideflow.service import build_engine as build_engine  # `tideflow server`'s
 
 #: Events that end a task instance in failure: each gets a line above the bar.
 _FAILURES = frozenset({EventKind.TASK_FAILED, EventKind.TASK_TIMED_OUT})
@@ -33,14 +33,7 @@ _FAILURES = frozenset({EventKind.TASK_FAILED, EventKind.TASK_TIMED_OUT})
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def build_engine(store: Store, settings: Settings) -> Engine:
-    """An engine on ``store`` whose executor routes each task by its ``executor:`` kind."""
-    return Engine(
-        store, engine_executor(threads=settings.executor_threads()), settings.engine_settings()
-    )
-
-
-def wait_for(store: Store, settings: Settings, run: RunRecord, *, verbose: bool = False) -> int:
+def wait_for(services: Services, run: RunRecord, *, verbose: bool = False) -> int:
     """Drive ``run`` until it finishes, showing progress, and return the exit status.
 
     If another engine owns the run, this follows it instead. On SIGINT or
@@ -51,8 +44,7 @@ def wait_for(store: Store, settings: Settings, run: RunRecord, *, verbose: bool 
     says which.
 
     Args:
-        store: The database.
-        settings: The engine's settings.
+        services: The database and settings; they build the engine.
         run: The run to wait for.
         verbose: Also show the log records tasks emit, above the progress bar.
 
@@ -60,7 +52,7 @@ def wait_for(store: Store, settings: Settings, run: RunRecord, *, verbose: bool 
         0 if the run Succeeded, 1 if it finished otherwise, 130 after SIGINT
         and 143 after SIGTERM.
     """
-    engine = build_engine(store, settings)
+    engine = services.engine()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -83,20 +75,26 @@ def wait_for(store: Store, settings: Settings, run: RunRecord, *, verbose: bool 
 
     engine.listeners.append(on_event)
     echo = _AttemptEcho(progress.console) if verbose else None
+    task_logger = logging.getLogger(capture.TASK_LOGGER)
+    task_level = task_logger.level
     if echo is not None:
+        # This command line is the entry point: it may configure logging for
+        # its duration. Task loggers store every record with their attempt;
+        # at DEBUG here they also pass them on to the echo.
+        task_logger.setLevel(logging.DEBUG)
         logging.getLogger().addHandler(echo)
     started = time.monotonic()
     try:
+        # In a terminal, rich routes sys.stdout/stderr above the bar; each
+        # attempt routes them (that proxy, then) to its own log while it runs.
         with progress:
-            # In a terminal, rich now routes sys.stdout/stderr above the bar; route
-            # them again so that what tasks print still goes to their logs.
-            capture.install()
             driven, signum = asyncio.run(_drive(engine, run.id))
     finally:
         if echo is not None:
             logging.getLogger().removeHandler(echo)
+            task_logger.setLevel(task_level)
     if driven.ending is Ending.FINISHED:
-        return summarize(store, driven.record, time.monotonic() - started)
+        return summarize(services.store, driven.record, time.monotonic() - started)
     name = driven.record.name
     if driven.ending is Ending.HANDED_BACK or driven.record.owner is None:
         message = (
@@ -180,11 +178,12 @@ class _AttemptEcho(logging.Handler):
         self._console = console
 
     def emit(self, record: logging.LogRecord) -> None:
-        log = capture.current.get()
-        if log is None:
+        if not capture.inside_attempt(record):
             return  # an engine record: the command line's own handler shows it
+        log = capture.current.get()
         try:
-            text = f"{log.label}: {self.format(record)}" if log.label else self.format(record)
+            label = log.label if log is not None else ""
+            text = f"{label}: {self.format(record)}" if label else self.format(record)
             with capture.outside_attempt():  # else the line would go to the attempt's log
                 self._console.print(Text(text, style="dim"))
         except Exception:

@@ -9,7 +9,8 @@ Conventions for every implementation:
 * All datetimes crossing the protocol are timezone-aware UTC.
 * ``output`` values are JSON-compatible Python objects; the store encodes them.
 * Every method is synchronous and may block; the engine calls it from a
-  dedicated thread, never on the event loop.
+  dedicated thread, never on the event loop — except the optional
+  ``commit_inline`` (:class:`InlineCommit`), which must never block.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from tideflow.model import DesiredState, EventKind, RunPhase, TaskPhase, Workflow
 from tideflow.model.labels import LabelSelector
@@ -49,7 +50,9 @@ class RunRecord:
     name: str
     workflow_name: str
     #: The workflow as it was when the run was created; editing the workflow never changes it.
-    workflow: Workflow
+    #: Left out of the repr: a large workflow would make printing a record (which
+    #: asyncio and debuggers do) cost milliseconds and screens of text.
+    workflow: Workflow = field(repr=False)
     params: dict[str, Any]
     desired_state: DesiredState
     phase: RunPhase
@@ -333,3 +336,23 @@ class Store(Protocol):
 
     def list_pools(self) -> list[PoolRecord]:
         """Every stored pool by name, with its capacity and live holdings."""
+
+
+@runtime_checkable
+class InlineCommit(Protocol):
+    """An optional capability of a :class:`Store`: committing without blocking.
+
+    The engine commits each tick's batch on its DB thread, so the event loop
+    never waits for the database; the hop to that thread and back costs more
+    than a small SQLite commit itself. A store that can tell, without
+    waiting, whether it can commit now (SQLite with a zero busy timeout; an
+    in-memory store) provides ``commit_inline``, and the engine offers it the
+    tick's batch on the event loop first when the batch is small.
+    """
+
+    def commit_inline(self, batch: Batch) -> set[int] | None:
+        """Like :meth:`Store.commit`, but never wait (for a lock, the network, a
+        disk flush worth mentioning): if committing would have to wait, write
+        nothing and return None; the engine then calls :meth:`Store.commit`
+        with the same batch, unchanged, from its DB thread. Errors are raised
+        as :meth:`Store.commit` raises them."""

@@ -11,7 +11,11 @@ whose success was committed.
 
 Store calls block, so they run on one dedicated thread; the event loop keeps
 serving task coroutines meanwhile, and completions that arrive during a
-commit are all handled by the next tick (group commit).
+commit are all handled by the next tick (group commit). A store that can
+commit a small batch without waiting (``commit_inline``, see
+:class:`~tideflow.engine.ports.InlineCommit`) is asked to do so on the loop
+first, which saves the hop to that thread and back; it declines when it
+would have to wait, and the batch then goes through the thread as usual.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, TypeVar
 
 from tideflow.engine.driving import Driven, Ending, EngineSettings, Event, new_owner_id
 from tideflow.engine.execution import Attempt, Executor, Outcome
-from tideflow.engine.ports import Batch, RunRecord, Store, TaskRecord, utcnow
+from tideflow.engine.ports import Batch, InlineCommit, RunRecord, Store, TaskRecord, utcnow
 from tideflow.engine.runstate import RunState
 from tideflow.engine.slots import Admission, PoolSlots
 from tideflow.errors import StorageError, ValidationError
@@ -36,6 +40,10 @@ __all__ = ["Driven", "Ending", "Engine", "EngineSettings", "Event", "new_owner_i
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The largest batch (rows written) offered to ``Store.commit_inline``: a bigger
+#: one could hold up the event loop, so it is always committed on the DB thread.
+INLINE_COMMIT_ROWS = 64
 
 
 class Engine:
@@ -61,7 +69,9 @@ class Engine:
         self._attempts: dict[tuple[int, str], asyncio.Task[Outcome]] = {}
         self._cancelled: set[asyncio.Task[Outcome]] = set()
         self._done: list[tuple[int, str, int, asyncio.Task[Outcome]]] = []
-        self._wake = asyncio.Event()
+        #: What the loop awaits between ticks (see _wait); _signal resolves it.
+        self._waiter: asyncio.Future[None] | None = None
+        self._inline = store.commit_inline if isinstance(store, InlineCommit) else None
         self._timers: list[tuple[datetime, int, str]] = []
         self._slots = PoolSlots(self.settings.pools, self.settings.poll_seconds)
         self._admission = Admission(self.settings.slots, self._slots)
@@ -107,6 +117,7 @@ class Engine:
         self._stop = stop
         self._wanted.add(run_id)
         self._subscribe()
+        watcher = self._watch(stop)
         try:
             await self._publish_pools()
             while stop is None or not stop.is_set():
@@ -123,6 +134,8 @@ class Engine:
                 return Driven(record, Ending.FINISHED)
             return Driven(record, Ending.HANDED_BACK if owned else Ending.STOPPED_FOLLOWING)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self._wanted.discard(run_id)
             await self.shutdown()
 
@@ -137,6 +150,7 @@ class Engine:
         self.serving = True
         self._stop = stop
         self._subscribe()
+        watcher = self._watch(stop)
         try:
             await self._publish_pools()
             while not stop.is_set():
@@ -151,6 +165,8 @@ class Engine:
             while self._attempts and self.clock() < grace:
                 await self._tick()
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self.serving = False
             await self.shutdown()
 
@@ -223,7 +239,7 @@ class Engine:
 
         def notified() -> None:
             self._next_poll = self.clock()
-            self._wake.set()
+            self._signal()
 
         def wake() -> None:  # called from the listener's thread
             loop.call_soon_threadsafe(notified)
@@ -232,6 +248,23 @@ class Engine:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    def _watch(self, stop: asyncio.Event | None) -> asyncio.Task[None] | None:
+        """Wake the loop when ``stop`` is set (one task per drive, not a waiter per tick)."""
+        if stop is None:
+            return None
+
+        async def watch() -> None:
+            await stop.wait()
+            self._signal()
+
+        return asyncio.create_task(watch(), name="tideflow:stop")
+
+    def _signal(self) -> None:
+        """Something happened that the loop should act on now: end its wait."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _wait(self, stop: asyncio.Event | None) -> None:
         if self._done or (stop is not None and stop.is_set()):
@@ -247,15 +280,16 @@ class Engine:
         delay = max(0.0, (wake_at - now).total_seconds())
         if delay <= 0:
             return
-        self._wake.clear()
-        waiters = [asyncio.ensure_future(self._wake.wait())]
-        if stop is not None:
-            waiters.append(asyncio.ensure_future(stop.wait()))
+        # One future and one timer per wait: completions, notifications and
+        # ``stop`` (see _watch) resolve it through _signal.
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(delay, self._signal)
         try:
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            timer.cancel()
+            self._waiter = None
 
     async def _tick(self, stop: asyncio.Event | None = None) -> None:
         await self._wait(stop)
@@ -327,6 +361,10 @@ class Engine:
                 self.store.claim_runs, self.owner, now, until, self.settings.claim_batch
             )
         for record in claimed:
+            if record.id in self.runs:
+                # Our own lease had run out (a stalled loop, a clock jump) and the claim
+                # took it back: the state in memory, attempts and all, is still right.
+                continue
             tasks = await self._call(self.store.load_tasks, record.id)
             # Before the run's state is built: what the executor still follows
             # stays Running as the same attempt, the rest runs again.
@@ -559,7 +597,9 @@ class Engine:
             batch.release += sorted(self._reclaim - set(self.runs))
         if not batch:
             return
-        lost = await self._call(self.store.commit, batch)
+        lost = self._inline(batch) if self._inline is not None and _small(batch) else None
+        if lost is None:  # no inline commit, or it would have waited: through the DB thread
+            lost = await self._call(self.store.commit, batch)
         if lost:
             self._lose(lost)
 
@@ -611,7 +651,7 @@ class Engine:
 
         def done(t: asyncio.Task[Outcome]) -> None:
             self._done.append((key[0], key[1], number, t))
-            self._wake.set()
+            self._signal()
 
         task.add_done_callback(done)
 
@@ -629,6 +669,20 @@ class Engine:
                     listener(event)
                 except Exception:
                     logger.exception("event listener failed", extra={"action": "emit"})
+
+
+def _small(batch: Batch) -> bool:
+    """Whether ``batch`` is small enough to commit on the event loop."""
+    rows = (
+        len(batch.run_updates)
+        + len(batch.task_inserts)
+        + len(batch.task_updates)
+        + len(batch.logs)
+        + len(batch.events)
+        + len(batch.release)
+        + len(batch.slot_releases)
+    )
+    return rows <= INLINE_COMMIT_ROWS
 
 
 async def _ended(outcome: Outcome) -> Outcome:

@@ -5,10 +5,29 @@ and threads started with :func:`contextvars.copy_context` carry it, so
 concurrent attempts in one process keep their lines apart. Anything written
 outside an attempt goes to the real stream unchanged.
 
+No global side effects outside attempts. Importing this module or creating
+an executor changes nothing in the process; :func:`attempt` wraps the code
+of one attempt, and only while at least one attempt runs (a reference
+count) does this process have
+
+* ``sys.stdout``/``sys.stderr`` replaced by routers: ``print()`` in a thread
+  task can only be caught there. A router passes everything written outside
+  an attempt to the stream it replaced; when the last attempt ends the
+  original streams are put back (unless something replaced the router
+  since: then it is left, still passing through, until the next attempt);
+* one handler on the root logger, which stores records emitted inside an
+  attempt (by any logger, at the levels the process configured) with it.
+
+Logger levels are never changed. ``TaskContext.logger`` is a per-attempt
+logger (:func:`task_logger`) that writes its records, from DEBUG up, into
+its attempt's log directly, and passes them on to the ``tideflow.task``
+logger's handlers only at the levels the process enables there.
+
 Log records emitted inside an attempt belong to the attempt (they are stored
 with its log), not to the terminal: a front door's terminal handler carries
 an :class:`OutsideAttempts` filter, so that only the engine's own records
-reach the terminal.
+reach the terminal. Configuring handlers and levels is for entry points (the
+command line, a task process), not for this module.
 """
 
 from __future__ import annotations
@@ -65,21 +84,21 @@ class _Router:
 
     def __init__(self, stream: Stream, real: TextIO) -> None:
         self._stream: Stream = stream
-        self._real = real
+        self.real = real
 
     def write(self, text: str) -> int:
         log = current.get()
         if log is None:
-            return self._real.write(text)
+            return self.real.write(text)
         log.write(self._stream, text)
         return len(text)
 
     def flush(self) -> None:
         if current.get() is None:
-            self._real.flush()
+            self.real.flush()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        return getattr(self.real, name)
 
 
 @contextlib.contextmanager
@@ -90,6 +109,19 @@ def outside_attempt() -> Iterator[None]:
         yield
     finally:
         current.reset(token)
+
+
+#: Set on a log record a task logger already stored with its attempt.
+CAPTURED = "tideflow_captured"
+#: How records are written into an attempt's log.
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+#: The logger task records are named after, and passed on to.
+TASK_LOGGER = "tideflow.task"
+
+
+def inside_attempt(record: logging.LogRecord) -> bool:
+    """Whether ``record`` was emitted by task code (in an attempt, or by its task logger)."""
+    return current.get() is not None or getattr(record, CAPTURED, False)
 
 
 class OutsideAttempts(logging.Filter):
@@ -104,36 +136,132 @@ class OutsideAttempts(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return current.get() is None
+        return not inside_attempt(record)
 
 
 class _Handler(logging.Handler):
+    """On the root logger while attempts run: stores records emitted inside one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter(FORMAT))
+
     def emit(self, record: logging.LogRecord) -> None:
         log = current.get()
-        if log is not None:
+        if log is not None and not getattr(record, CAPTURED, False):
             log.write("log", self.format(record) + "\n")
 
 
-_handler_installed = False
-_lock = threading.Lock()
+class _Sink(logging.Handler):
+    """Writes every record into one attempt's log."""
+
+    def __init__(self, log: AttemptLog) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter(FORMAT))
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._log.write("log", self.format(record) + "\n")
 
 
-def install() -> None:
-    """Route this process's ``sys.stdout``/``sys.stderr`` and log records (idempotent).
+class _TaskLogger(logging.Logger):
+    """``TaskContext.logger`` of one attempt: every record goes into the attempt's log.
 
-    Called whenever an executor is created, so streams replaced since (by a
-    test runner, a notebook) are routed again.
+    It is not registered with :mod:`logging` (``getLogger`` never returns it),
+    so it changes no level anywhere. A record is then handled by the
+    ``tideflow.task`` logger (its handlers and its ancestors') only if the
+    process enables its level there, as if the task had used that logger.
     """
-    global _handler_installed
-    with _lock:
-        if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router("stdout", sys.stdout)
-        if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router("stderr", sys.stderr)
-        if not _handler_installed:
-            handler = _Handler(level=logging.DEBUG)
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            logging.getLogger().addHandler(handler)
-            # The task logger passes records at INFO even if the root logger is quieter.
-            logging.getLogger("tideflow.task").setLevel(logging.DEBUG)
-            _handler_installed = True
+
+    def __init__(self, log: AttemptLog) -> None:
+        super().__init__(TASK_LOGGER, logging.DEBUG)
+        self.parent = logging.getLogger(TASK_LOGGER)
+        self._sink = _Sink(log)
+
+    def callHandlers(self, record: logging.LogRecord) -> None:
+        self._sink.handle(record)
+        setattr(record, CAPTURED, True)
+        shared = self.parent
+        if shared is not None and shared.isEnabledFor(record.levelno):
+            shared.handle(record)
+
+
+def task_logger(log: AttemptLog) -> logging.Logger:
+    """A logger named ``tideflow.task`` whose records (DEBUG and up) are stored in ``log``."""
+    return _TaskLogger(log)
+
+
+class _Routing:
+    """Streams and root handler, installed while at least one attempt runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._handler = _Handler()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._active += 1
+            # Checked at every start: streams replaced since (by a progress bar, a
+            # test runner) are routed again, passing through to the replacement.
+            if not isinstance(sys.stdout, _Router):
+                sys.stdout = _Router("stdout", sys.stdout)
+            if not isinstance(sys.stderr, _Router):
+                sys.stderr = _Router("stderr", sys.stderr)
+            root = logging.getLogger()
+            if self._handler not in root.handlers:
+                root.addHandler(self._handler)
+
+    def release(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active:
+                return
+            if isinstance(sys.stdout, _Router):
+                sys.stdout = sys.stdout.real
+            if isinstance(sys.stderr, _Router):
+                sys.stderr = sys.stderr.real
+            logging.getLogger().removeHandler(self._handler)
+
+    @property
+    def active(self) -> int:
+        """How many attempts run (for tests)."""
+        return self._active
+
+
+#: The one process-wide piece: streams and the root logger are process-wide.
+_routing = _Routing()
+
+
+def enter(log: AttemptLog) -> contextvars.Token[AttemptLog | None]:
+    """Start an attempt in the current context (thread or asyncio task): what it
+    prints and logs goes to ``log`` until :func:`leave` with the returned token."""
+    token = current.set(log)
+    _routing.acquire()
+    return token
+
+
+def leave(token: contextvars.Token[AttemptLog | None]) -> None:
+    """End the attempt :func:`enter` started (in the same context)."""
+    _routing.release()
+    current.reset(token)
+
+
+@contextlib.contextmanager
+def attempt(log: AttemptLog) -> Iterator[AttemptLog]:
+    """Run the enclosed code as an attempt whose output and log records go to ``log``.
+
+    Enter it in the thread or asyncio task that runs the attempt's code (a
+    thread's code enters it itself, so a thread abandoned on timeout keeps
+    its lines off the terminal until it ends).
+    """
+    token = enter(log)
+    try:
+        yield log
+    finally:
+        leave(token)
+
+
+def active_attempts() -> int:
+    """How many attempts run in this process now."""
+    return _routing.active

@@ -98,8 +98,12 @@ def context_facts(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def make_context(attempt: Attempt) -> TaskContext:
-    return TaskContext(**context_facts(attempt))
+def make_context(attempt: Attempt, log: capture.AttemptLog | None = None) -> TaskContext:
+    """The attempt's context; with ``log``, its ``logger`` stores records there."""
+    context = TaskContext(**context_facts(attempt))
+    if log is not None:
+        context.logger = capture.task_logger(log)
+    return context
 
 
 def call_args(fn: Callable[..., Any], attempt: Attempt, context: TaskContext) -> dict[str, Any]:
@@ -191,8 +195,9 @@ class LocalExecutor:
     """Runs attempts in this process, its threads, or child processes."""
 
     def __init__(self, threads: int = 32) -> None:
+        # Nothing process-wide happens here: capture routes streams and log
+        # records only while attempts run (capture.enter/leave).
         self._threads = DaemonThreads(threads, "tideflow-task")
-        capture.install()
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -223,8 +228,8 @@ class LocalExecutor:
 
     async def _run_async(self, fn: Callable[..., Any], attempt: Attempt) -> Outcome:
         log = capture.AttemptLog(attempt.task)
-        token = capture.current.set(log)
-        context = make_context(attempt)
+        context = make_context(attempt, log)
+        token = capture.enter(log)
         try:
             async with asyncio.timeout(attempt.timeout):
                 outcome = checked_output(await fn(**call_args(fn, attempt, context)))
@@ -235,19 +240,20 @@ class LocalExecutor:
         except Exception as exc:
             outcome = failure(exc)
         finally:
-            capture.current.reset(token)
+            capture.leave(token)
         return _finish(outcome, log, context.spawned)
 
     async def _run_thread(self, fn: Callable[..., Any], attempt: Attempt) -> Outcome:
         log = capture.AttemptLog(attempt.task)
-        context = make_context(attempt)
+        context = make_context(attempt, log)
 
         def call() -> Outcome:
-            capture.current.set(log)
-            try:
-                return checked_output(fn(**call_args(fn, attempt, context)))
-            except Exception as exc:
-                return failure(exc)
+            # Entered in the thread: one abandoned on timeout stays captured until it ends.
+            with capture.attempt(log):
+                try:
+                    return checked_output(fn(**call_args(fn, attempt, context)))
+                except Exception as exc:
+                    return failure(exc)
 
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._threads, contextvars.copy_context().run, call)

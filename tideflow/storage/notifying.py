@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "tideflow"
 
+#: How long the listener waits for a notification before checking whether it
+#: should stop: the bound on how long closing it takes.
+STOP_CHECK_SECONDS = 0.1
+
 
 def supported(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
@@ -64,7 +68,7 @@ class Listener:
             driver: Any = connection.connection.driver_connection  # psycopg 3, for notifies()
             try:
                 while not self._stopping.is_set():
-                    for _ in driver.notifies(timeout=1.0):
+                    for _ in driver.notifies(timeout=STOP_CHECK_SECONDS):
                         self._wake()
             finally:
                 # It carries a LISTEN: never hand it back to the pool.

@@ -7,6 +7,8 @@ outputs) are encoded compactly here, so every write path encodes the same way.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import RowMapping
@@ -33,8 +35,34 @@ def dump_workflow(workflow: Workflow) -> str:
     return dump_json(to_document(workflow), where="workflow")
 
 
+#: Parsed workflow snapshots by their JSON text, most recently used last. Claiming
+#: a run, reading it again and listing it parse the same text: it is parsed once.
+#: ``Workflow`` is frozen, so records may share one. Bounded by entries and text size.
+_parsed: OrderedDict[str, Workflow] = OrderedDict()
+_parsed_chars = 0
+_parsed_lock = threading.Lock()
+PARSED_ENTRIES = 64
+PARSED_CHARS = 8 * 1024 * 1024
+
+
 def load_workflow(text: str) -> Workflow:
-    return Workflow.model_validate(json.loads(text))
+    """The workflow in ``text``, parsed once per distinct text (see ``_parsed``)."""
+    global _parsed_chars
+    with _parsed_lock:
+        found = _parsed.get(text)
+        if found is not None:
+            _parsed.move_to_end(text)
+            return found
+    workflow = Workflow.model_validate(json.loads(text))
+    if len(text) <= PARSED_CHARS:
+        with _parsed_lock:
+            if text not in _parsed:
+                _parsed[text] = workflow
+                _parsed_chars += len(text)
+            while len(_parsed) > PARSED_ENTRIES or _parsed_chars > PARSED_CHARS:
+                evicted, _ = _parsed.popitem(last=False)
+                _parsed_chars -= len(evicted)
+    return workflow
 
 
 def workflow_from_row(row: RowMapping) -> WorkflowRecord:

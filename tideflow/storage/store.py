@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -64,7 +65,7 @@ from tideflow.model import (
     to_document,
 )
 from tideflow.model.labels import LabelSelector
-from tideflow.storage import committing, notifying, pooling, rows
+from tideflow.storage import committing, hotpath, notifying, pooling, rows
 from tideflow.storage.database import (
     connecting_errors,
     create_engine_for,
@@ -126,6 +127,10 @@ class SqlStore:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        #: The connection :meth:`commit` holds (see :mod:`~tideflow.storage.hotpath`),
+        #: opened on first use; every use of it holds ``_held_lock``.
+        self._held: hotpath.HeldConnection | None = None
+        self._held_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -143,7 +148,10 @@ class SqlStore:
         upgrade(self._engine)
 
     def close(self) -> None:
-        """Close the engine's pooled connections."""
+        """Close the held connection and the engine's pooled connections."""
+        with self._held_lock:
+            if self._held is not None:
+                self._held.close()
         self._engine.dispose()
 
     # -- plumbing ----------------------------------------------------------------
@@ -491,7 +499,16 @@ class SqlStore:
             return set()
         # Encoded before the transaction opens: a bad output fails fast, holding no locks.
         prepared = committing.prepare(batch)
-        return self._transaction("commit", lambda c: committing.apply(c, prepared))
+        # The hot path: statements compiled once, on a DBAPI connection held for it.
+        with self._held_lock:
+            if self._held is None:
+                self._held = hotpath.HeldConnection(self._engine)
+            statements = self._held.statements
+            return self._held.transaction(
+                "commit",
+                lambda cursor: hotpath.apply(cursor, statements, prepared),
+                attempts=MAX_ATTEMPTS,
+            )
 
     def acquire_slots(
         self, owner: str, pool: str, wanted: Sequence[tuple[int, str]], now: datetime
