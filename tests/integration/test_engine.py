@@ -377,5 +377,5 @@ async def test_small_batches_are_committed_inline_when_the_store_can(store: SqlS
     final, tasks = await execute(inline, wf)
     assert final.phase is RunPhase.SUCCEEDED
     assert [tasks[f"c{i}"].output for i in range(6)] == [i + 1 for i in range(6)]
-    assert True in inline.inline and False in inline.inline
+    assert set(inline.inline) == {True, False}  # some batches inline, some declined
     assert "workflow=" not in repr(final)  # a run's repr never formats its workflow
