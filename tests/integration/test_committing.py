@@ -250,3 +250,32 @@ def test_the_listener_stops_at_once(store: SqlStore) -> None:
     started = time.perf_counter()
     stop()
     assert time.perf_counter() - started < 0.5
+
+
+def test_sqlite_commits_inline_unless_another_connection_holds_the_write_lock(
+    store: SqlStore, make_run: MakeRun, database_url: str
+) -> None:
+    run = make_run()
+    assert store.claim_run(run.id, OWNER, T0, UNTIL) is not None
+    if store.engine.dialect.name != "sqlite":
+        # A server's commit waits for the network and its log flush: never on the loop.
+        assert store.commit_inline(_batch(run.id)) is None
+        assert store.get_run_by_id(run.id).phase is RunPhase.PENDING
+        return
+    other = sa.create_engine(database_url)
+    try:
+        with other.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            assert store.commit_inline(_batch(run.id)) is None  # declined, not waited
+            assert time.monotonic() - started < 5.0  # well short of the 10 s busy timeout
+            connection.exec_driver_sql("ROLLBACK")
+    finally:
+        other.dispose()
+    assert store.get_run_by_id(run.id).phase is RunPhase.PENDING  # nothing was written
+    assert store.commit_inline(_batch(run.id)) == set()
+    assert store.get_run_by_id(run.id).phase is RunPhase.RUNNING
+    # The held connection waits for the lock again on the DB thread's commits.
+    assert (
+        store.commit(Batch(OWNER, UNTIL, run_updates=[RunUpdate(run.id, RunPhase.PAUSED)])) == set()
+    )

@@ -190,6 +190,9 @@ class FlakyStore(SqlStore):
             raise StorageError("connection to the database was lost")
         return super().commit(batch)
 
+    def commit_inline(self, batch: Batch) -> set[int] | None:
+        return None  # every commit goes through commit(), where the failure is injected
+
 
 @pytest.mark.parametrize("fail_on", [1, 2, 3])
 async def test_a_failed_group_commit_is_recovered_from_the_database(

@@ -60,7 +60,16 @@ async def test_batches_carry_the_typed_events_that_listeners_then_receive(
         committed.extend((e.kind, e.task) for e in batch.events)
         return lost
 
+    commit_inline = store.commit_inline
+
+    def recording_inline(batch: Batch) -> set[int] | None:
+        lost = commit_inline(batch)
+        if lost is not None:  # committed on the loop; else it goes through commit()
+            committed.extend((e.kind, e.task) for e in batch.events)
+        return lost
+
     monkeypatch.setattr(store, "commit", recording)
+    monkeypatch.setattr(store, "commit_inline", recording_inline)
     wf = workflow(
         {"name": "a", "function": f"{T}:echo", "args": {"value": 1}},
         {"name": "b", "function": f"{T}:boom", "dependsOn": ["a"]},

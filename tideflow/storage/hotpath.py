@@ -55,6 +55,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from tideflow.errors import StorageError
 from tideflow.storage import committing, pooling
 from tideflow.storage.database import (
+    SQLITE_BUSY_TIMEOUT_MS,
     connecting_errors,
     is_retryable,
     safe_url,
@@ -236,6 +237,12 @@ def _number(cursor: DBAPICursor, last_seq: Statement, task_rows: list[committing
         following[row["run_id"]] += 1
 
 
+#: Busy timeouts around an inline commit's ``BEGIN IMMEDIATE``: fail at once, then
+#: back to the usual wait, the one ``create_engine_for`` sets on every connection.
+_SQLITE_NO_WAIT = "PRAGMA busy_timeout=0"
+_SQLITE_WAIT = f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"
+
+
 class HeldConnection:
     """One DBAPI connection of ``engine``, kept checked out, for transactions on the hot path.
 
@@ -292,12 +299,42 @@ class HeldConnection:
             except Exception:
                 logger.debug("returning the held connection failed", exc_info=True)
 
-    def transaction(self, doing: str, work: Callable[[DBAPICursor], T], *, attempts: int = 3) -> T:
+    def try_transaction(self, doing: str, work: Callable[[DBAPICursor], T]) -> T | None:
+        """SQLite only: like :meth:`transaction`, but return None at once, having
+        written nothing, when another connection holds the write lock.
+
+        ``BEGIN IMMEDIATE`` runs with a zero busy timeout, so it either takes the
+        write lock now or fails now; once it is taken nothing else can make this
+        transaction wait for a lock. Any failure to begin declines (the caller's
+        normal commit then reports a real error as usual).
+        """
+        if not self._sqlite:
+            return None
+        connection = self._connection()
+        try:
+            connection.execute(_SQLITE_NO_WAIT)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            finally:
+                connection.execute(_SQLITE_WAIT)
+        except self._driver_error:
+            return None
+        return self.transaction(doing, work, attempts=1, begun=True)
+
+    def transaction(
+        self,
+        doing: str,
+        work: Callable[[DBAPICursor], T],
+        *,
+        attempts: int = 3,
+        begun: bool = False,
+    ) -> T:
         """Run ``work`` in one transaction on the held connection, committed.
 
         Retried (up to ``attempts`` in all) after a deadlock or serialization
         failure, or after finding the connection broken before ``COMMIT``.
-        Raises :class:`StorageError` for every driver error.
+        Raises :class:`StorageError` for every driver error. ``begun``: the
+        transaction is already open (see :meth:`try_transaction`).
         """
         url = self._engine.url
         for attempt in range(1, attempts + 1):
@@ -306,7 +343,7 @@ class HeldConnection:
             cursor: DBAPICursor | None = None
             try:
                 cursor = connection.cursor()
-                if self._sqlite:
+                if self._sqlite and not begun:
                     cursor.execute("BEGIN IMMEDIATE")
                 result = work(cursor)
                 committing_now = True

@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.pool import StaticPool
 
 from tideflow.engine.ports import (
     ApplyResult,
@@ -131,6 +132,11 @@ class SqlStore:
         #: opened on first use; every use of it holds ``_held_lock``.
         self._held: hotpath.HeldConnection | None = None
         self._held_lock = threading.Lock()
+        # An in-memory SQLite database has one shared connection (StaticPool): the
+        # held connection is every other call's too, so it never commits inline.
+        self._inline_capable = engine.dialect.name == "sqlite" and not isinstance(
+            engine.pool, StaticPool
+        )
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -509,6 +515,33 @@ class SqlStore:
                 lambda cursor: hotpath.apply(cursor, statements, prepared),
                 attempts=MAX_ATTEMPTS,
             )
+
+    def commit_inline(self, batch: Batch) -> set[int] | None:
+        """Commit ``batch`` now if that needs no waiting, else None (nothing written).
+
+        Only a SQLite file database answers: its commit is a local write (WAL,
+        ``synchronous=NORMAL``: no fsync but at checkpoints), so the engine can
+        run it on its event loop and save the hop to its DB thread. It declines
+        when the DB thread is using the held connection or another connection
+        holds SQLite's write lock. Server databases always decline: a commit
+        waits for the network and the server's log flush.
+        """
+        if not self._inline_capable:
+            return None
+        if not batch:
+            return set()
+        if not self._held_lock.acquire(blocking=False):
+            return None
+        try:
+            prepared = committing.prepare(batch)
+            if self._held is None:
+                self._held = hotpath.HeldConnection(self._engine)
+            statements = self._held.statements
+            return self._held.try_transaction(
+                "commit", lambda cursor: hotpath.apply(cursor, statements, prepared)
+            )
+        finally:
+            self._held_lock.release()
 
     def acquire_slots(
         self, owner: str, pool: str, wanted: Sequence[tuple[int, str]], now: datetime
