@@ -8,7 +8,6 @@ expire. The terminal shows progress and failures, never what tasks log.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.cli import cli_env, spawn, stop, tideflow
+from tests.integration.enginekit import alive
 from tideflow.engine import control
 from tideflow.model import RunPhase, Workflow
 from tideflow.storage.store import SqlStore
@@ -62,18 +62,6 @@ def _until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie no longer runs: dead for our purpose
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _server_up(store: SqlStore) -> bool:
@@ -152,7 +140,7 @@ def _interrupt_and_hand_over(database_url: str, tmp_path: Path, sig: signal.Sign
     # Finished tasks were not run again; the interrupted one ran once more; its
     # process and the process's child were killed.
     assert ledger.read_text().splitlines() == ["first 1", "long 1", "long 2", "after 1"]
-    assert not _alive(int(pid_file.read_text()))
+    assert not alive(int(pid_file.read_text()))
     return err.read_text()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.enginekit import FAST, engine, execute, until, workflow
+from tests.integration.enginekit import FAST, alive, engine, execute, until, workflow
 from tideflow.engine import control
 from tideflow.engine.ports import Batch, utcnow
 from tideflow.engine.reconciler import EngineSettings
@@ -64,20 +64,7 @@ async def test_terminate_kills_running_commands_and_ends_the_run(
     assert final.phase is RunPhase.TERMINATED
     assert phases(store, run.id) == {"long": TaskPhase.TERMINATED, "after": TaskPhase.TERMINATED}
     child = int(pid_file.read_text())
-    await until(lambda: not _alive(child), timeout=10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose: it no longer runs.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    await until(lambda: not alive(child), timeout=10)
 
 
 async def test_terminating_a_pending_run_never_starts_it(store: SqlStore) -> None:

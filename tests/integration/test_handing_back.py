@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
-from tests.integration.enginekit import engine, until, workflow
+from tests.integration.enginekit import alive, engine, until, workflow
 from tideflow.engine import control
 from tideflow.engine.reconciler import Ending, EngineSettings
 from tideflow.model import RunPhase, TaskPhase
@@ -29,18 +28,6 @@ def _long(ledger: Path, pid_file: Path, *, then: str = "") -> list[str]:
 
 def _started(pid_file: Path) -> bool:
     return pid_file.exists() and pid_file.read_text().strip() != ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie no longer runs: dead for our purpose
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _ledger(path: Path) -> list[str]:
@@ -83,7 +70,7 @@ async def test_stopping_a_driven_run_hands_it_back_and_the_next_engine_finishes_
     assert tasks["long"].error is None
     assert tasks["after"].phase is TaskPhase.PENDING
     child = int(pid_file.read_text())
-    await until(lambda: not _alive(child), timeout=5)
+    await until(lambda: not alive(child), timeout=10)  # SIGTERM, SIGKILL after 3 s
     lines = [log for log in store.get_logs(run.id, "long") if log.stream == "log"]
     assert [(log.attempt, log.text) for log in lines] == [
         (
@@ -166,7 +153,7 @@ async def test_a_server_hands_back_what_did_not_finish_within_its_grace(
     (task,) = store.list_tasks(run.id)
     assert (task.phase, task.attempt) == (TaskPhase.QUEUED, 1)
     child = int(pid_file.read_text())
-    await until(lambda: not _alive(child), timeout=5)
+    await until(lambda: not alive(child), timeout=10)  # SIGTERM, SIGKILL after 3 s
     final = await asyncio.wait_for(engine(store).drive(run.id), 20)
     assert final.phase is RunPhase.SUCCEEDED
     assert _ledger(ledger) == ["long 1", "long 2"]
