@@ -138,10 +138,10 @@ def _shape(name: str) -> workloads.Shape:
 def plan_10k(shape_name: str = "layered-10k") -> dict[str, Any]:
     """Validate and plan a large workflow (model parse, validation, graph, instances):
     the 10,000-task layered one, or ``shape_name``."""
-    from tideflow.dag import Graph
+    from tideflow.definition.dag import Graph
+    from tideflow.definition.validation import validate_workflow
     from tideflow.engine.control import plan_tasks
     from tideflow.model import Workflow
-    from tideflow.validation import validate_workflow
 
     document = workloads.workflow_document(shape_name, _shape(shape_name))
     started = time.perf_counter()

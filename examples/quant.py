@@ -260,16 +260,24 @@ def compute_factors(cleaned: dict[str, Any], date: str) -> list[dict[str, Any]]:
             last = series[-1]["date"] if series else "nothing"
             raise PermanentError(f"{symbol}: clean bars end at {last}, expected {date}")
         if len(series) < MIN_HISTORY:
-            logger.warning("%s has %d sessions, %d needed: skipped", symbol, len(series),
-                           MIN_HISTORY, extra={"action": "skip"})
+            logger.warning(
+                "%s has %d sessions, %d needed: skipped",
+                symbol,
+                len(series),
+                MIN_HISTORY,
+                extra={"action": "skip"},
+            )
             continue
         closes = [float(r["close"]) for r in series]
         volumes = [float(r["volume"]) for r in series]
-        rows.append({"symbol": symbol, "date": date, "close": closes[-1],
-                     **symbol_factors(closes, volumes)})
+        rows.append(
+            {"symbol": symbol, "date": date, "close": closes[-1], **symbol_factors(closes, volumes)}
+        )
     # Each part is oriented so that higher is better before averaging.
-    parts = [_zscores([r[key] * sign for r in rows])
-             for key, sign in (("mom_60_5", 1), ("ret_5d", -1), ("vol_20d", -1))]
+    parts = [
+        _zscores([r[key] * sign for r in rows])
+        for key, sign in (("mom_60_5", 1), ("ret_5d", -1), ("vol_20d", -1))
+    ]
     for i, row in enumerate(rows):
         row["composite"] = statistics.fmean(part[i] for part in parts)
     return sorted(rows, key=lambda r: str(r["symbol"]))

@@ -22,9 +22,7 @@ def render_report(db_path: str, date: str | None = None, top: int = 10) -> str:
         PermanentError: the database, its table or the date is missing.
     """
     if not Path(db_path).is_file():
-        raise PermanentError(
-            f"no results database at {db_path}: run the pipeline first (make run)"
-        )
+        raise PermanentError(f"no results database at {db_path}: run the pipeline first (make run)")
     # Read-only, so that a mistyped --db path can never create or alter a file.
     conn = sqlite3.connect(Path(db_path).resolve().as_uri() + "?mode=ro", uri=True)
     try:
@@ -89,8 +87,10 @@ def _format_report(db_path: str, date: str, table: dict[str, dict[str, float]], 
         lines.append(f"  {'#':>3}  {'symbol':<7}" + "".join(f"{h:>10}" for h, _, _ in _COLUMNS))
         for rank in ranks:
             values = table[ranked[rank]]
-            cells = [_dollars(values[k]) if fmt is None else fmt.format(values[k])
-                     for _, k, fmt in _COLUMNS]
+            cells = [
+                _dollars(values[k]) if fmt is None else fmt.format(values[k])
+                for _, k, fmt in _COLUMNS
+            ]
             lines.append(f"  {rank + 1:>3}  {ranked[rank]:<7}" + "".join(f"{c:>10}" for c in cells))
 
     what = "composite = mean z-score of 60-5 momentum, 5d reversal and low volatility"

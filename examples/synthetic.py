@@ -36,8 +36,34 @@ _MARKET_DAILY_VOL = 0.011
 # Made-up tickers are a curated stem plus a curated ending ("NOVX", "SOLA",
 # "TORIX"): they look like listed companies, and curating both halves keeps
 # unfortunate words out of a demo that every new user sees.
-_STEMS = ("AL", "BRI", "CAL", "DOR", "EV", "FEN", "GAL", "HAR", "IV", "JOR", "KEL", "LUM", "MER",
-          "NOV", "OR", "PAL", "QUA", "RIV", "SOL", "TOR", "UL", "VAL", "WES", "XEN", "YOR", "ZEN")
+_STEMS = (
+    "AL",
+    "BRI",
+    "CAL",
+    "DOR",
+    "EV",
+    "FEN",
+    "GAL",
+    "HAR",
+    "IV",
+    "JOR",
+    "KEL",
+    "LUM",
+    "MER",
+    "NOV",
+    "OR",
+    "PAL",
+    "QUA",
+    "RIV",
+    "SOL",
+    "TOR",
+    "UL",
+    "VAL",
+    "WES",
+    "XEN",
+    "YOR",
+    "ZEN",
+)
 _ENDINGS = ("A", "X", "N", "T", "IS", "ON", "EX", "CO", "RA", "IX", "EL", "UM")
 
 #: Upper bound of ``universe(n)``: every stem with every ending.
@@ -152,8 +178,9 @@ def bars(symbol: str, last: date, lookback_days: int) -> list[Bar]:
     if lookback_days < 1 or lookback_days >= len(days):
         raise ValueError(f"lookback_days must be between 1 and {len(days) - 1} for {last}")
     profile = _profile(symbol)
-    daily_vol = math.hypot(profile.idio_vol / math.sqrt(TRADING_DAYS_PER_YEAR),
-                           profile.beta * _MARKET_DAILY_VOL)
+    daily_vol = math.hypot(
+        profile.idio_vol / math.sqrt(TRADING_DAYS_PER_YEAR), profile.beta * _MARKET_DAILY_VOL
+    )
     path = _closes(symbol, days, lookback_days + 1)  # one extra day: the first bar's open needs it
     out = []
     for day, ((prev, _), (close, ret)) in zip(days[-lookback_days:], pairwise(path), strict=True):
@@ -164,8 +191,16 @@ def bars(symbol: str, last: date, lookback_days: int) -> list[Bar]:
         low = min(open_, close) * math.exp(-abs(rng.gauss(0.0, 0.5 * daily_vol)))
         # Volume is lognormal around the symbol's median and spikes on big moves.
         volume = profile.base_volume * math.exp(rng.gauss(0.0, 0.35)) * (1 + 12 * abs(ret))
-        out.append(Bar(day, round(open_, 2), round(high, 2), max(0.01, round(low, 2)),
-                       round(close, 2), int(volume // 100 * 100)))
+        out.append(
+            Bar(
+                day,
+                round(open_, 2),
+                round(high, 2),
+                max(0.01, round(low, 2)),
+                round(close, 2),
+                int(volume // 100 * 100),
+            )
+        )
     return out
 
 

@@ -4,7 +4,7 @@ Example::
 
     import tideflow
 
-    flow = (tideflow.Workflow.builder("daily-factors")
+    flow = (tideflow.workflow("daily-factors")
             .task("list-symbols", function="examples.quant:list_symbols",
                   args={"date": "2026-11-30"})
             .build())

@@ -27,9 +27,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tideflow.definition.loading import problems_from_pydantic
 from tideflow.engine.reconciler import EngineSettings
 from tideflow.errors import Problem, ValidationError
-from tideflow.loading import problems_from_pydantic
 from tideflow.model import check_name
 
 DEFAULT_CONFIG_FILE = "tideflow.yaml"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import tideflow
-from tideflow import Workflow
 from tideflow.model import RunPhase, TaskPhase
 
 T = "tests.integration.tasks"
@@ -13,7 +12,7 @@ T = "tests.integration.tasks"
 
 def test_a_built_workflow_runs_to_the_end_from_python(database_url: str) -> None:
     flow = (
-        Workflow.builder("from-python")
+        tideflow.workflow("from-python")
         .param("n", default=3, type="integer")
         .task("list", function=f"{T}:symbols", args={"n": "{{ params.n }}"})
         .task("price", function=f"{T}:price", args={"symbol": "{{ item }}"})
@@ -35,7 +34,7 @@ def test_a_built_workflow_runs_to_the_end_from_python(database_url: str) -> None
 def test_retry_from_python_reruns_the_failed_task(database_url: str, tmp_path: Path) -> None:
     marker = tmp_path / "fixed"
     flow = (
-        Workflow.builder("fragile")
+        tideflow.workflow("fragile")
         .task("fragile", function=f"{T}:fail_once_per_file", args={"marker": str(marker)})
         .build()
     )

@@ -197,9 +197,7 @@ def test_tasks_are_listed_in_insertion_order_including_later_inserts(
     assert (child.run_id, child.task, child.index) == (run.id, "fetch-bars", 10)
 
 
-def test_outputs_round_trip_as_json(
-    store: Store, make_run: MakeRun, make_task: MakeTask
-) -> None:
+def test_outputs_round_trip_as_json(store: Store, make_run: MakeRun, make_task: MakeTask) -> None:
     outputs: dict[str, Any] = {
         "nested": {"bars": [[1, 2.5, None], {"k": [True, False]}], "empty": {}},
         "unicode": "浦发银行 — ünïcödé 🚀",
@@ -253,9 +251,7 @@ def test_datetimes_come_back_aware_utc_with_microseconds(
     assert task.not_before == T0
 
 
-def test_naive_datetimes_are_refused(
-    store: Store, make_run: MakeRun, make_task: MakeTask
-) -> None:
+def test_naive_datetimes_are_refused(store: Store, make_run: MakeRun, make_task: MakeTask) -> None:
     with pytest.raises(StorageError, match="naive datetime"):
         make_run(tasks=[make_task("a", started_at=datetime(2026, 1, 1))])
 
@@ -263,9 +259,7 @@ def test_naive_datetimes_are_refused(
 # -- logs ------------------------------------------------------------------------------
 
 
-def test_get_logs_covers_a_task_and_its_fan_out_children(
-    store: Store, make_run: MakeRun
-) -> None:
+def test_get_logs_covers_a_task_and_its_fan_out_children(store: Store, make_run: MakeRun) -> None:
     run = make_run()
     store.claim_run(run.id, "engine-a", T0, T0 + TTL)
 
@@ -302,9 +296,7 @@ def test_get_logs_covers_a_task_and_its_fan_out_children(
 # -- control ---------------------------------------------------------------------------
 
 
-def test_request_control_is_compare_and_set_on_generation(
-    store: Store, make_run: MakeRun
-) -> None:
+def test_request_control_is_compare_and_set_on_generation(store: Store, make_run: MakeRun) -> None:
     run = make_run()
     assert store.read_control([run.id]) == {run.id: (DesiredState.RUNNING, 1)}
 

@@ -45,8 +45,7 @@ def test_a_name_in_another_namespace_is_named_in_the_error(
     with pytest.raises(NotFoundError) as workflow_error:
         store.get_workflow("default", "daily-bars")
     assert str(workflow_error.value) == (
-        'workflow "daily-bars" not found in namespace default (found in: quant, risk; '
-        "use -n quant)"
+        'workflow "daily-bars" not found in namespace default (found in: quant, risk; use -n quant)'
     )
 
 

@@ -51,9 +51,7 @@ def test_claim_run_takes_an_unowned_run(store: Store, make_run: MakeRun) -> None
     assert store.get_run_by_id(run.id).owner == "engine-a"
 
 
-def test_claim_run_is_compare_and_set_only_one_owner_wins(
-    store: Store, make_run: MakeRun
-) -> None:
+def test_claim_run_is_compare_and_set_only_one_owner_wins(store: Store, make_run: MakeRun) -> None:
     run = make_run()
     claimed(store, run, "engine-a")
     assert store.claim_run(run.id, "engine-b", T0 + TTL / 2, T0 + 2 * TTL) is None
@@ -69,9 +67,7 @@ def test_claim_run_succeeds_again_for_its_owner_and_extends_the_lease(
     assert again is not None and again.lease_expires_at == T0 + 3 * TTL
 
 
-def test_an_expired_lease_can_be_claimed_by_another_owner(
-    store: Store, make_run: MakeRun
-) -> None:
+def test_an_expired_lease_can_be_claimed_by_another_owner(store: Store, make_run: MakeRun) -> None:
     run = make_run()
     claimed(store, run, "engine-a")
     taken = store.claim_run(run.id, "engine-b", LATER, LATER + TTL)
@@ -119,9 +115,7 @@ def test_claim_runs_respects_the_limit_and_a_second_owner_gets_the_rest(
     assert store.claim_runs("engine-c", T0, T0 + TTL, limit=0) == []
 
 
-def test_concurrent_claims_never_hand_a_run_to_two_engines(
-    store: Store, make_run: MakeRun
-) -> None:
+def test_concurrent_claims_never_hand_a_run_to_two_engines(store: Store, make_run: MakeRun) -> None:
     runs = [make_run(f"r{i}") for i in range(20)]
     engines: list[SqlStore | MemoryStore]
     if isinstance(store, SqlStore):  # four engines, four connection pools on one database
@@ -207,9 +201,7 @@ def test_release_gives_up_only_the_owners_runs(store: Store, make_run: MakeRun) 
 # -- commit ------------------------------------------------------------------------------
 
 
-def test_commit_applies_a_whole_tick(
-    store: Store, make_run: MakeRun, make_task: MakeTask
-) -> None:
+def test_commit_applies_a_whole_tick(store: Store, make_run: MakeRun, make_task: MakeTask) -> None:
     run = claimed(store, make_run())
     started = T0 + timedelta(seconds=1)
     batch = Batch(
@@ -317,9 +309,7 @@ def test_commit_releases_finished_runs(store: Store, make_run: MakeRun) -> None:
     assert store.claim_runs("engine-b", LATER, LATER + TTL, 10) == []
 
 
-def test_commit_handles_a_large_tick(
-    store: Store, make_run: MakeRun, make_task: MakeTask
-) -> None:
+def test_commit_handles_a_large_tick(store: Store, make_run: MakeRun, make_task: MakeTask) -> None:
     run = claimed(store, make_run(tasks=[]))
     children = [make_task(f"fetch-bars[{i}]", run_id=run.id) for i in range(2000)]
     assert store.commit(Batch("engine-a", T0 + TTL, task_inserts=children)) == set()

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 
+import tideflow
 from tests.unit import taskfns
-from tideflow.builder import WorkflowBuilder
+from tideflow.definition.builder import WorkflowBuilder
+from tideflow.definition.functions import FunctionError
+from tideflow.definition.loading import load_path, load_text
 from tideflow.errors import TideflowError, ValidationError
-from tideflow.functions import FunctionError
-from tideflow.loading import load_path, load_text
 from tideflow.model import ParamType, TriggerRule, Workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _design_example() -> Workflow:
-    builder: WorkflowBuilder = Workflow.builder("daily-bars", namespace="quant")
+    builder: WorkflowBuilder = tideflow.workflow("daily-bars", namespace="quant")
     return (
         builder.label("team", "data")
         .description("Download and clean daily bars after the close")
@@ -88,7 +89,7 @@ spec:
 
 def test_typed_parameters_are_built_like_yaml_declares_them() -> None:
     built = (
-        Workflow.builder("typed")
+        tideflow.workflow("typed")
         .param("trade_date", default="{{ schedule.date }}", type="date")
         .param("universe", default="csi300", enum=("csi300", "csi500"), description="index")
         .param("top", default=10, type=ParamType.INTEGER, enum=[5, 10])
@@ -102,7 +103,7 @@ def test_typed_parameters_are_built_like_yaml_declares_them() -> None:
 
 def test_build_checks_parameter_types_and_references_like_yaml_does() -> None:
     builder = (
-        Workflow.builder("w").param("n", default=3).task("a", command=["echo", "{{ params.m }}"])
+        tideflow.workflow("w").param("n", default=3).task("a", command=["echo", "{{ params.m }}"])
     )
     with pytest.raises(ValidationError) as caught:
         builder.build()
@@ -116,7 +117,7 @@ def test_build_checks_parameter_types_and_references_like_yaml_does() -> None:
 
 def test_retry_and_timeout_before_any_task_apply_to_the_workflow() -> None:
     wf = (
-        Workflow.builder("w")
+        tideflow.workflow("w")
         .retry(limit=2, backoff_seconds=5)
         .timeout(600)
         .task("a", command=["true"])
@@ -133,13 +134,13 @@ def test_retry_and_timeout_before_any_task_apply_to_the_workflow() -> None:
 
 
 def test_a_callable_becomes_a_module_qualname_reference() -> None:
-    wf = Workflow.builder("w").task("a", function=taskfns.Vendor.download, args={"symbol": "x"})
+    wf = tideflow.workflow("w").task("a", function=taskfns.Vendor.download, args={"symbol": "x"})
     assert wf.build().task("a").function == "tests.unit.taskfns:Vendor.download"
 
 
 def test_lambdas_are_refused_when_the_task_is_declared() -> None:
     with pytest.raises(FunctionError, match="lambdas cannot be task functions"):
-        Workflow.builder("w").task("a", function=lambda: None)
+        tideflow.workflow("w").task("a", function=lambda: None)
 
 
 def test_nested_functions_are_refused_when_the_task_is_declared() -> None:
@@ -147,17 +148,17 @@ def test_nested_functions_are_refused_when_the_task_is_declared() -> None:
         return None
 
     with pytest.raises(FunctionError, match="defined inside another function"):
-        Workflow.builder("w").task("a", function=nested)
+        tideflow.workflow("w").task("a", function=nested)
 
 
 def test_task_level_calls_need_a_task() -> None:
     with pytest.raises(TypeError, match=r"depends_on\(\) applies to a task"):
-        Workflow.builder("w").depends_on("a")
+        tideflow.workflow("w").depends_on("a")
 
 
 def test_build_reports_every_problem_like_yaml_does() -> None:
     builder = (
-        Workflow.builder("w")
+        tideflow.workflow("w")
         .task("fetch-bars", command=["true"])
         .task("clean", command=["true"])
         .depends_on("fech-bars")
@@ -178,7 +179,7 @@ def test_build_reports_every_problem_like_yaml_does() -> None:
 
 
 def test_build_resolves_functions_unless_told_not_to() -> None:
-    builder = Workflow.builder("w").task("a", function="only_on_workers:f")
+    builder = tideflow.workflow("w").task("a", function="only_on_workers:f")
     with pytest.raises(ValidationError, match='cannot import module "only_on_workers"'):
         builder.build()
     assert builder.build(resolve_functions=False).task("a").function == "only_on_workers:f"
@@ -186,11 +187,11 @@ def test_build_resolves_functions_unless_told_not_to() -> None:
 
 def test_the_builder_keeps_its_own_copy_of_arguments() -> None:
     args = {"symbol": "x", "date": "d"}
-    builder = Workflow.builder("w").task("a", function=taskfns.fetch_bars, args=args)
+    builder = tideflow.workflow("w").task("a", function=taskfns.fetch_bars, args=args)
     args["symbol"] = "changed"
     assert builder.build().task("a").args == {"symbol": "x", "date": "d"}
 
 
 def test_validation_errors_are_tideflow_errors() -> None:
     with pytest.raises(TideflowError):
-        Workflow.builder("Bad Name").task("a", command=["true"]).build()
+        tideflow.workflow("Bad Name").task("a", command=["true"]).build()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tideflow.dag import Graph, find_cycle
+from tideflow.definition.dag import Graph, find_cycle
 from tideflow.model import TaskSpec
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit import taskfns
-from tideflow.errors import Problem
-from tideflow.functions import (
+from tideflow.definition.functions import (
     FunctionError,
     accepts_context,
     is_async,
@@ -17,6 +16,7 @@ from tideflow.functions import (
     resolve,
     signature_problems,
 )
+from tideflow.errors import Problem
 
 
 def test_resolve_imports_module_and_attribute() -> None:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tideflow.errors import Problem, ValidationError
-from tideflow.loading import (
+from tideflow.definition.loading import (
     dump_yaml,
     load_checked,
     load_path,
@@ -15,8 +14,9 @@ from tideflow.loading import (
     parse_manifest,
     read_path,
 )
+from tideflow.definition.validation import check, validate_workflow
+from tideflow.errors import Problem, ValidationError
 from tideflow.model import Workflow, WorkflowRun
-from tideflow.validation import check, validate_workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

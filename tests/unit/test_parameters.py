@@ -9,20 +9,20 @@ from typing import Any, cast
 
 import pytest
 
-from tideflow.engine import control
-from tideflow.engine.ports import RunRecord, Store, TaskRecord
-from tideflow.errors import Problem, ValidationError
-from tideflow.loading import parse_manifest
-from tideflow.model import ParamSpec, Workflow
-from tideflow.parameters import (
+from tideflow.definition.loading import parse_manifest
+from tideflow.definition.parameters import (
     ParameterValueError,
     convert,
     convert_values,
     parse_assignments,
     read_params_file,
 )
-from tideflow.templating import render
-from tideflow.validation import check_params
+from tideflow.definition.templating import render
+from tideflow.definition.validation import check_params
+from tideflow.engine import control
+from tideflow.engine.ports import RunRecord, Store, TaskRecord
+from tideflow.errors import Problem, ValidationError
+from tideflow.model import ParamSpec, Workflow
 
 
 def _param(kind: str = "string", **fields: Any) -> ParamSpec:

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from tideflow.errors import Problem
-from tideflow.templating import (
+from tideflow.definition.templating import (
     TemplateError,
     _analyse_jinja,
     _analyse_simple,
@@ -18,6 +17,7 @@ from tideflow.templating import (
     task_views,
     template_problems,
 )
+from tideflow.errors import Problem
 
 INTERNALS = "only params, tasks, item, index, run and schedule are available"
 

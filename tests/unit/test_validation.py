@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from tideflow.definition.loading import load_path, parse_manifest
+from tideflow.definition.validation import check, check_params, validate_workflow
 from tideflow.errors import Problem, ValidationError
-from tideflow.loading import load_path, parse_manifest
 from tideflow.model import EVENT_NAMES, Workflow
-from tideflow.validation import check, check_params, validate_workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FN = "tests.unit.taskfns"

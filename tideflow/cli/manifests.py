@@ -10,9 +10,9 @@ import click
 from tideflow.cli import completion
 from tideflow.cli.render import console, errors
 from tideflow.cli.session import KindType, checked_name, global_options, session
+from tideflow.definition.loading import load_checked
 from tideflow.engine import resources
 from tideflow.errors import StorageError, TideflowError, ValidationError
-from tideflow.loading import load_checked
 from tideflow.model import Manifest, Workflow, WorkflowRun
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}

@@ -11,10 +11,10 @@ from tideflow.cli import completion
 from tideflow.cli.manifests import load
 from tideflow.cli.render import console
 from tideflow.cli.session import checked_name, global_options, session
+from tideflow.definition.parameters import parse_assignments, read_params_file
 from tideflow.engine.transitions import Action
 from tideflow.errors import Problem, ValidationError
 from tideflow.model import Workflow
-from tideflow.parameters import parse_assignments, read_params_file
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tideflow.definition.functions import reference_of
 from tideflow.engine.execution import Spawn
-from tideflow.functions import reference_of
 
 logger = logging.getLogger("tideflow.task")
 

@@ -17,16 +17,16 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from tideflow.dag import Graph
+from tideflow.definition.dag import Graph
+from tideflow.definition.parameters import convert_values
+from tideflow.definition.templating import render
+from tideflow.definition.validation import check_params
 from tideflow.engine.driving import new_owner_id
 from tideflow.engine.ports import Batch, RunRecord, Store, TaskRecord, utcnow
 from tideflow.engine.runstate import RunState
 from tideflow.engine.transitions import Action, can_transition, plan_control
 from tideflow.errors import ConflictError, Problem, ValidationError
 from tideflow.model import RETRYABLE_TASK_PHASES, DesiredState, RunPhase, TaskPhase, Workflow
-from tideflow.parameters import convert_values
-from tideflow.templating import render
-from tideflow.validation import check_params
 
 #: Attempts at a compare-and-set before giving up on a run that keeps changing.
 _CAS_TRIES = 20

@@ -263,9 +263,7 @@ class Store(Protocol):
     def list_tasks(self, run_id: int) -> list[TaskRecord]:
         """All task instances of the run, in insertion order."""
 
-    def get_logs(
-        self, run_id: int, task: str | None = None, *, after: int = 0
-    ) -> list[LogRecord]:
+    def get_logs(self, run_id: int, task: str | None = None, *, after: int = 0) -> list[LogRecord]:
         """Log lines of the run (or of one task and its fan-out children), oldest
         first; with ``after``, only lines whose ``id`` is greater (to follow a log)."""
 

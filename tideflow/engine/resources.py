@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tideflow import templating
+from tideflow.definition import templating
+from tideflow.definition.validation import check_params
 from tideflow.engine import control
 from tideflow.engine.ports import ApplyResult, RunRecord, Store
 from tideflow.engine.transitions import Action
 from tideflow.errors import ConflictError, NotFoundError, Problem, ValidationError
 from tideflow.model import DesiredState, WorkflowRun
-from tideflow.validation import check_params
 
 #: The control request that makes a run's desired state the one a manifest declares.
 ACTIONS: dict[DesiredState, Action] = {

@@ -20,7 +20,8 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from tideflow.dag import Graph
+from tideflow.definition.dag import Graph
+from tideflow.definition.templating import TaskView, render
 from tideflow.engine.execution import Attempt, Outcome, Spawn
 from tideflow.engine.ports import EventRecord, LogRecord, RunRecord, RunUpdate, TaskRecord
 from tideflow.engine.status import count_phases
@@ -42,7 +43,6 @@ from tideflow.model import (
     TaskSpec,
 )
 from tideflow.model.templated import task_templates
-from tideflow.templating import TaskView, render
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import logging
 import sys
 from typing import Any
 
+from tideflow.definition.functions import accepts_context, resolve
 from tideflow.engine.context import TaskContext
 from tideflow.executors.local import checked_output, failure
-from tideflow.functions import accepts_context, resolve
 
 
 class _Lines(logging.Handler):

@@ -28,11 +28,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from tideflow.definition.functions import accepts_context, is_async, resolve
 from tideflow.engine.context import TaskContext
 from tideflow.engine.execution import Attempt, Outcome, Reattachment, Spawn, unavailable
 from tideflow.errors import PermanentError, TemporaryError
 from tideflow.executors import capture
-from tideflow.functions import accepts_context, is_async, resolve
 from tideflow.model import ExecutorKind, Isolation
 
 logger = logging.getLogger(__name__)

@@ -106,7 +106,7 @@ class HookSpec(_Model):
 
     ``on`` lists :class:`~tideflow.model.EventKind` names (``RunFailed``,
     ``TaskRetrying``…). The model accepts any string, so a stored workflow
-    always loads; :mod:`tideflow.validation` refuses unknown names, with the
+    always loads; :mod:`tideflow.definition.validation` refuses unknown names, with the
     field path and a suggestion.
     """
 
@@ -172,7 +172,7 @@ class ParamType(StrEnum):
 
     Values stay JSON-compatible because run parameters are stored as JSON:
     ``date`` and ``datetime`` values are ISO 8601 strings, checked and
-    normalised by :mod:`tideflow.parameters`.
+    normalised by :mod:`tideflow.definition.parameters`.
     """
 
     STRING = "string"
@@ -189,7 +189,7 @@ class ParamSpec(_Model):
     """A run parameter: its name, type, default, allowed values and description.
 
     The model only checks the shape of the declaration; whether ``default``
-    and ``enum`` fit ``type`` is checked by :mod:`tideflow.validation` (so a
+    and ``enum`` fit ``type`` is checked by :mod:`tideflow.definition.validation` (so a
     stored workflow always loads, and the problems are reported together
     with every other problem of the workflow).
     """
@@ -252,13 +252,6 @@ class Workflow(_Model):
     kind: Literal["Workflow"] = "Workflow"
     metadata: ObjectMeta
     spec: WorkflowSpec
-
-    @staticmethod
-    def builder(name: str, namespace: str = "default") -> Any:
-        """Start a fluent :class:`~tideflow.builder.WorkflowBuilder`."""
-        from tideflow.builder import WorkflowBuilder  # the builder imports this module
-
-        return WorkflowBuilder(name, namespace=namespace)
 
     def task(self, name: str) -> TaskSpec:
         for task in self.spec.tasks:

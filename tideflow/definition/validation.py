@@ -22,8 +22,8 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from tideflow import functions, parameters, templating
-from tideflow.dag import Graph, find_cycle
+from tideflow.definition import functions, parameters, templating
+from tideflow.definition.dag import Graph, find_cycle
 from tideflow.errors import Problem, ValidationError, did_you_mean
 from tideflow.model import (
     EVENT_NAMES,
@@ -91,7 +91,7 @@ def check(manifests: Sequence[tuple[str, Manifest]], *, resolve_functions: bool 
 def check_params(wf: Workflow, given: Mapping[str, Any], *, path: str = "") -> dict[str, Any]:
     """Merge run parameters over the workflow's defaults, converted to the declared types.
 
-    Each value is converted by :func:`tideflow.parameters.convert` (``"3"``
+    Each value is converted by :func:`tideflow.definition.parameters.convert` (``"3"``
     becomes ``3`` for an ``integer`` parameter) and checked against the
     parameter's ``enum``. A value that is a template string (a default such
     as ``"{{ schedule.date }}"``) is returned as declared: the engine renders

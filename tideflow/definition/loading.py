@@ -16,7 +16,7 @@ Whole validation
 
 ``tideflow validate`` reports every problem of a document in one run, schema
 and semantic together. Semantic checks
-(:func:`tideflow.validation.validate_workflow`) need a model, and a document
+(:func:`tideflow.definition.validation.validate_workflow`) need a model, and a document
 that fails the schema has none, so :func:`read_path` does two things for it:
 
 1. **Salvage.** The document is parsed again, repaired until the schema takes
@@ -51,7 +51,7 @@ that fails the schema has none, so :func:`read_path` does two things for it:
      mapping, a refused ``spec.tasks``, a missing ``metadata`` or ``spec``.
 
 2. **Templates on the raw document.** Static template problems (syntax
-   errors, Python internals: :func:`tideflow.templating.inspect_templates`)
+   errors, Python internals: :func:`tideflow.definition.templating.inspect_templates`)
    depend on nothing but the string, so for every document that failed the
    schema they are also looked for in its raw data, in the fields the engine
    renders (task ``args``, ``command``, ``env``, ``workingDir``,
@@ -65,7 +65,7 @@ A document whose ``apiVersion`` or ``kind`` is missing or unknown gets that
 problem only, as in Kubernetes: what the rest means depends on them.
 
 Why this design: each rule keeps one home. The schema lives in the models,
-the semantic rules in :mod:`tideflow.validation`; the loader only decides
+the semantic rules in :mod:`tideflow.definition.validation`; the loader only decides
 which parts of a broken document are safe to check, and only static template
 analysis, which needs no model, runs on raw data. Running the semantic checks
 on raw dictionaries instead would duplicate every rule; a second, lenient set
@@ -74,7 +74,7 @@ of models would duplicate the schema.
 :func:`load_checked` is the whole pipeline: read, salvage, check, and order
 the problems file by file, then by document, then schema before semantic
 (each as found). Front doors that call :func:`read_path` and
-:func:`tideflow.validation.check` themselves get the same problems.
+:func:`tideflow.definition.validation.check` themselves get the same problems.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ import pydantic
 import yaml
 from pydantic_core import ErrorDetails
 
-from tideflow import templating
+from tideflow.definition import templating
+from tideflow.definition.validation import check, validate_workflow
+from tideflow.definition.yamlsafe import ManifestLoader
 from tideflow.errors import Problem, ValidationError, did_you_mean
 from tideflow.model import (
     API_VERSION,
@@ -122,46 +124,6 @@ _SUFFIXES = (".yaml", ".yml")
 
 Loc = tuple[int | str, ...]
 """A location in a document: mapping keys and list indexes."""
-
-
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-# YAML 1.2 booleans only: with YAML 1.1's, a hook's ``on:`` key would read as True.
-_BOOL_1_2 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-
-
-def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
-    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
-        kept = [
-            (tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)
-        ]
-        if first in "tTfF":
-            kept.append((_BOOL_TAG, _BOOL_1_2))
-        if kept:
-            table[first] = kept
-    return table
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe loader reading YAML the way Kubernetes manifests are read.
-
-    No timestamps (``2026-11-30`` stays a string), YAML 1.2 booleans (``on``,
-    ``yes``, ``off`` stay strings) and a repeated key is an error.
-    """
-
-    yaml_implicit_resolvers = _resolvers()
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    problem=f'duplicate key "{key}"', problem_mark=key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def load_path(path: Path | str) -> list[tuple[str, Manifest]]:
@@ -195,7 +157,7 @@ def read_path(
         that failed the schema, unless their salvaged manifest reports them);
         and the *salvaged* manifests: documents that failed the schema,
         repaired as the module docstring describes. Salvaged manifests are
-        good for nothing but :func:`tideflow.validation.check`, so that one
+        good for nothing but :func:`tideflow.definition.validation.check`, so that one
         run of ``validate`` reports a document's schema and semantic problems
         together, each once.
     """
@@ -210,12 +172,12 @@ def load_checked(
     """Read manifests and check them as a set: ``validate -f`` and ``apply -f`` in one call.
 
     Every path is read as :func:`read_path` reads it; the manifests and the
-    salvaged ones then go through :func:`tideflow.validation.check` together.
+    salvaged ones then go through :func:`tideflow.definition.validation.check` together.
 
     Args:
         paths: files or directories, read in the order given.
         resolve_functions: import ``function`` references and check their
-            signatures (see :func:`tideflow.validation.validate_workflow`).
+            signatures (see :func:`tideflow.definition.validation.validate_workflow`).
 
     Returns:
         The valid manifests with their source labels, in reading order.
@@ -225,8 +187,6 @@ def load_checked(
             by document (``daily.yaml[2]`` before ``daily.yaml[10]``), then
             schema problems before semantic ones, each group as found.
     """
-    from tideflow.validation import check  # validation imports this module's loader
-
     reading = _Reading()
     for path in paths:
         reading.read(path)
@@ -349,7 +309,7 @@ class _Reading:
         docs: list[Any] = []
         broken = False
         try:
-            for doc in yaml.load_all(text, Loader=_Loader):
+            for doc in yaml.load_all(text, Loader=ManifestLoader):
                 docs.append(doc)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -381,7 +341,7 @@ class _Reading:
 # --------------------------------------------------------------------------- salvage
 
 # (alias, python name) of the task fields the engine renders, in the order
-# tideflow.validation checks them.
+# tideflow.definition.validation checks them.
 _TASK_TEMPLATED = (
     ("args", "args"),
     ("command", "command"),
@@ -409,8 +369,6 @@ def _unchecked_template_problems(doc: Any, salvaged: Manifest | None, source: st
     if not found:
         return []
     if isinstance(salvaged, Workflow):
-        from tideflow.validation import validate_workflow  # validation imports this module
-
         reported = validate_workflow(salvaged, resolve_functions=False)
         covered = {(p.path, p.message) for p in reported}
         found = [p for p in found if (p.path, p.message) not in covered]

@@ -9,8 +9,8 @@ rather than ``"3"``.
 
 Callers:
 
-* :func:`tideflow.validation.check_params` converts the values of a new run,
-  and :func:`tideflow.validation.validate_workflow` checks declared defaults
+* :func:`tideflow.definition.validation.check_params` converts the values of a new run,
+  and :func:`tideflow.definition.validation.validate_workflow` checks declared defaults
   (:func:`convert`) and ``enum`` values (:func:`convert_type`);
 * :func:`tideflow.engine.control.submit_run` converts defaults once their
   templates are rendered, with :func:`convert_values`;
@@ -60,8 +60,8 @@ from typing import Any, Final
 
 import yaml
 
+from tideflow.definition.yamlsafe import ManifestLoader
 from tideflow.errors import Problem, ValidationError
-from tideflow.loading import _Loader
 from tideflow.model import ParamSpec, ParamType
 
 __all__ = [
@@ -143,7 +143,7 @@ def convert_values(
     """Every value of ``values`` converted by its declared parameter.
 
     Values of undeclared names pass unchanged (reporting them is
-    :func:`tideflow.validation.check_params`'s job).
+    :func:`tideflow.definition.validation.check_params`'s job).
 
     Args:
         params: the workflow's declarations.
@@ -384,7 +384,7 @@ def _natural_type(value: Any) -> ParamType | None:
 def parse_assignments(values: list[str]) -> dict[str, str]:
     """``-p NAME=VALUE`` options as a mapping (a later option for a name wins).
 
-    The values stay text; :func:`tideflow.validation.check_params` converts
+    The values stay text; :func:`tideflow.definition.validation.check_params` converts
     them by the declared types.
 
     Raises:
@@ -450,7 +450,7 @@ def _parse_json(text: str, source: str) -> Any:
 
 def _parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=ManifestLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -2,7 +2,7 @@
 
 Two audiences call this module:
 
-* validation (:mod:`tideflow.validation`) checks templates statically, before
+* validation (:mod:`tideflow.definition.validation`) checks templates statically, before
   anything runs: syntax, references to Python internals, which tasks, which
   parameters and which top-level variables a template uses;
 * the engine renders them when a task is dispatched, with a context of

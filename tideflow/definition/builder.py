@@ -3,7 +3,7 @@
 Example::
 
     wf = (
-        Workflow.builder("daily-bars", namespace="quant")
+        tideflow.workflow("daily-bars", namespace="quant")
         .param("trade_date", default="2026-11-30", type="date")
         .param("universe_size", default=60, type="integer")
         .retry(limit=2, backoff_seconds=5)          # no task yet: workflow-level
@@ -17,9 +17,9 @@ Example::
 
 The builder only collects the manifest as plain data (camelCase keys, exactly
 what a YAML file would hold); :meth:`WorkflowBuilder.build` parses it through
-:func:`tideflow.loading.parse_manifest` and :func:`tideflow.validation.validate_workflow`,
-so a built workflow equals the one read from the equivalent YAML and is refused
-with the same messages.
+:func:`~tideflow.definition.loading.parse_manifest` and
+:func:`~tideflow.definition.validation.validate_workflow`, so a built workflow
+equals the one read from the equivalent YAML and is refused with the same messages.
 
 ``retry`` and ``timeout`` are modal: before the first ``task()`` they set the
 workflow's policy and run deadline, afterwards the current task's. Use
@@ -32,11 +32,11 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tideflow.definition.functions import reference_of
+from tideflow.definition.loading import parse_manifest
+from tideflow.definition.validation import validate_workflow
 from tideflow.errors import ValidationError
-from tideflow.functions import reference_of
-from tideflow.loading import parse_manifest
 from tideflow.model import API_VERSION, ParamType, TriggerRule, Workflow
-from tideflow.validation import validate_workflow
 
 __all__ = ["WorkflowBuilder"]
 
@@ -295,6 +295,11 @@ class WorkflowBuilder:
         if not self._tasks:
             raise TypeError(f"{method}() applies to a task: call .task(name, …) first")
         return self._tasks[-1]
+
+
+def workflow(name: str, namespace: str = "default") -> WorkflowBuilder:
+    """Start a fluent builder for the workflow ``namespace/name``."""
+    return WorkflowBuilder(name, namespace=namespace)
 
 
 def _function_ref(function: FunctionLike) -> str:
