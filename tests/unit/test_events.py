@@ -38,8 +38,7 @@ def _state(*tasks: dict[str, Any], **run: Any) -> RunState:
 
 
 def _kinds(state: RunState) -> list[tuple[EventKind, str | None]]:
-    events, state.events = state.events, []
-    return [(e.kind, e.task) for e in events]
+    return [(e.kind, e.task) for e in state.take_effects().events]
 
 
 def _start(state: RunState, name: str, now: datetime) -> None:
@@ -66,7 +65,7 @@ def test_a_small_run_reports_its_typed_sequence() -> None:
 
     _start(state, "b", _at(3))
     state.complete("b", 1, Outcome("timed_out", error="timed out after 1s"), _at(4))
-    events = state.events
+    events = state.take_effects().events
     assert [(e.kind, e.task, e.attempt) for e in events] == [
         (E.TASK_STARTED, "b", 1),
         (E.TASK_RETRYING, "b", 1),
@@ -82,7 +81,6 @@ def test_a_small_run_reports_its_typed_sequence() -> None:
         "flow",
     )
     assert retrying.at == _at(4)
-    state.events.clear()
 
     state.retry_due("b")
     _start(state, "b", _at(6))
@@ -103,15 +101,15 @@ def test_a_final_failure_that_is_not_a_timeout_is_task_failed() -> None:
         {"name": "on-fail", "command": ["true"], "dependsOn": ["a"], "triggerRule": "anyFailed"},
         {"name": "on-ok", "command": ["true"], "dependsOn": ["a"], "triggerRule": "anySuccess"},
     )
-    state.events.clear()
+    state.take_effects()
     _start(state, "a", _at(1))
     state.complete("a", 1, Outcome("failed", error="boom"), _at(2))
-    events = state.events
+    events = state.take_effects().events
     assert (events[1].kind, events[1].payload) == (
         E.TASK_FAILED,
         {"phase": "Failed", "error": "boom"},
     )
-    kinds = _kinds(state)[1:]
+    kinds = [(e.kind, e.task) for e in events][1:]
     assert (E.TASK_UPSTREAM_FAILED, "b") in kinds and (E.TASK_UPSTREAM_FAILED, "on-ok") in kinds
     assert (E.RUN_FAILED, None) not in kinds  # on-fail still has to run
     _start(state, "on-fail", _at(3))
@@ -124,7 +122,7 @@ def test_a_trigger_rule_that_skips_reports_task_skipped() -> None:
         {"name": "a", "command": ["true"]},
         {"name": "cleanup", "command": ["true"], "dependsOn": ["a"], "triggerRule": "anyFailed"},
     )
-    state.events.clear()
+    state.take_effects()
     _start(state, "a", _at(1))
     state.complete("a", 1, Outcome("succeeded"), _at(2))
     assert _kinds(state)[1:] == [
@@ -139,13 +137,14 @@ def test_pause_resume_and_terminate_report_run_events_and_observe_the_generation
     assert state.record.observed_generation == 1  # adopting acts on the generation read
     runs, *_ = state.take_writes()
     assert [u.observed_generation for u in runs] == [1]
-    state.events.clear()
+    state.take_effects()
 
     _start(state, "a", _at(1))
     state.apply_desired(DesiredState.PAUSED, 2, _at(2))
     state.apply_desired(DesiredState.RUNNING, 3, _at(3))
     state.apply_desired(DesiredState.TERMINATED, 4, _at(4))
-    assert _kinds(state) == [
+    effects = state.take_effects()
+    assert [(e.kind, e.task) for e in effects.events] == [
         (E.TASK_STARTED, "a"),
         (E.RUN_PAUSED, None),
         (E.RUN_RESUMED, None),
@@ -153,7 +152,7 @@ def test_pause_resume_and_terminate_report_run_events_and_observe_the_generation
         (E.TASK_TERMINATED, "b"),
         (E.RUN_TERMINATED, None),
     ]
-    assert state.to_cancel == ["a"]
+    assert effects.cancel == ["a"]
     runs, *_ = state.take_writes()
     [update] = runs
     assert (update.phase, update.observed_generation) == (RunPhase.TERMINATED, 4)
@@ -175,10 +174,10 @@ def test_readopting_a_running_run_reports_nothing_new() -> None:
 
 def test_a_run_timeout_fails_the_run_with_its_message_in_the_payload() -> None:
     state = _state({"name": "a", "command": ["true"]})
-    state.events.clear()
+    state.take_effects()
     _start(state, "a", _at(1))
     state.stop(_at(2), "the run exceeded its timeout of 1s")
-    events = state.events
+    events = state.take_effects().events
     assert [e.kind for e in events] == [E.TASK_STARTED, E.TASK_TERMINATED, E.RUN_FAILED]
     assert events[1].payload["error"] == "the run exceeded its timeout of 1s"
     assert events[2].payload == {"phase": "Failed", "message": "the run exceeded its timeout of 1s"}
@@ -186,10 +185,10 @@ def test_a_run_timeout_fails_the_run_with_its_message_in_the_payload() -> None:
 
 def test_listeners_see_the_record_with_the_runs_counts() -> None:
     state = _state({"name": "a", "command": ["true"]})
-    state.events.clear()
+    state.take_effects()
     _start(state, "a", _at(1))
     state.complete("a", 1, Outcome("failed", error="boom", retryable=False), _at(2))
-    failed = Event.of(state.events[1], state.counts())
+    failed = Event.of(state.take_effects().events[1], state.counts())
     assert (failed.kind, failed.task, failed.attempt, failed.error) == (
         E.TASK_FAILED,
         "a",

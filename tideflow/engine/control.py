@@ -152,7 +152,8 @@ def terminate_unowned(store: Store, run_id: int, now: datetime | None = None) ->
         state = RunState(record, store.load_tasks(run_id), now)
         runs, inserts, updates, logs = state.take_writes()
         batch = Batch(owner, until, runs, inserts, updates, logs, release=[run_id])
-        batch.events = list(state.events)  # for a store that persists them; no listeners here
+        # For a store that persists them; no listeners here, and the run is released.
+        batch.events = list(state.take_effects().events)
         lost = store.commit(batch)
     except BaseException:
         # Give the run back so that an engine need not wait for this lease to expire.

@@ -4,8 +4,10 @@ Each tick gathers inputs (finished attempts, due retries, desired-state
 changes, runs to claim, deadlines), applies them to the in-memory
 :class:`~tideflow.engine.runstate.RunState` of each run, writes every change
 in ONE transaction through the :class:`~tideflow.engine.ports.Store` (fenced
-by run ownership), and only after that commit performs the consequences:
-attempts start, attempts are cancelled, events are emitted. A crash at any
+by run ownership), and only after that commit carries out the consequences:
+attempts start, and each run's :class:`~tideflow.engine.runstate.Effects`
+taken with its writes (attempts cancelled, events emitted, retries timed,
+the run let go of) are performed. A crash at any
 point therefore loses nothing that was reported, and never re-runs an attempt
 whose success was committed.
 
@@ -23,15 +25,23 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from tideflow.engine.driving import Driven, Ending, EngineSettings, Event, new_owner_id
 from tideflow.engine.execution import Attempt, Executor, Outcome
-from tideflow.engine.ports import Batch, InlineCommit, RunRecord, Store, TaskRecord, utcnow
-from tideflow.engine.runstate import RunState
+from tideflow.engine.ports import (
+    Batch,
+    EventRecord,
+    InlineCommit,
+    RunRecord,
+    Store,
+    TaskRecord,
+    utcnow,
+)
+from tideflow.engine.runstate import Effects, RunState
 from tideflow.engine.slots import Admission, PoolSlots
 from tideflow.errors import StorageError, ValidationError
 
@@ -40,6 +50,9 @@ __all__ = ["Driven", "Ending", "Engine", "EngineSettings", "Event", "new_owner_i
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: A run and the effects taken with its writes in one commit.
+Taken = list[tuple[RunState, Effects]]
 
 #: The largest batch (rows written) offered to ``Store.commit_inline``: a bigger
 #: one could hold up the event loop, so it is always committed on the DB thread.
@@ -208,8 +221,9 @@ class Engine:
             return
         for run in self.runs.values():
             run.hand_back(now)
+        batch, taken = self._gather(now, release=True)
         try:
-            await self._commit(now, release=True)
+            await self._write(batch)
         except StorageError as exc:
             logger.error(
                 "cannot hand %d run(s) back; their leases will expire: %s",
@@ -218,9 +232,11 @@ class Engine:
                 extra={"action": "hand-back"},
             )
         else:
+            # Their attempts were all cancelled above and nothing will be timed:
+            # of the effects, only the events are left to carry out.
+            for run, effects in taken:
+                self._emit(run, effects.events)
             for run in self.runs.values():
-                if run.events:
-                    self._emit(run, now)
                 logger.info(
                     "run %s: handed back",
                     run.record.name,
@@ -313,24 +329,38 @@ class Engine:
             await self._acquire(now)
             to_start += self._dispatch(now, request=False)
             self._slots.return_unused_grants()
+        batch, taken = self._gather(now)
         try:
-            await self._commit(now)
+            await self._write(batch)
         except StorageError as exc:
-            self._abandon(exc)
+            self._abandon(exc, to_start, taken)
             await asyncio.sleep(self.settings.poll_seconds)
             return
-        self._after_commit(to_start, now)
+        self._after_commit(to_start, taken, now)
 
-    def _abandon(self, exc: StorageError) -> None:
+    def _abandon(self, exc: StorageError, to_start: list[Attempt], taken: Taken) -> None:
         """The tick's transaction failed, so the database still holds the state before
         it: drop the in-memory state of every run (its attempts are cancelled and will
-        run again as new attempts) and adopt the runs afresh from the database."""
+        run again as new attempts) and adopt the runs afresh from the database.
+
+        The tick's effects are dropped with it, except that what they would have
+        cancelled is cancelled now (those attempts run again too), and the slots
+        taken by the attempts that were to start are freed. Re-adopting a run
+        derives its effects again (its retries' timers) from the database.
+        """
         logger.error(
             "database unavailable, re-adopting %d run(s): %s",
             len(self.runs),
             exc,
             extra={"action": "commit"},
         )
+        for attempt in to_start:
+            run = self.runs.get(attempt.run_id)
+            if run is not None:
+                self._admission.release(run, attempt.task)
+        for run, effects in taken:
+            for name in effects.cancel:
+                self._stop_attempt(run, name)
         self._reclaim.update(self.runs)
         self._lose(set(self.runs), quiet=True)
 
@@ -372,9 +402,6 @@ class Engine:
             run = RunState(record, tasks, self.clock(), reattached=following)
             self.runs[record.id] = run
             await self._follow(run, following, now)
-            for at, name in run.new_timers:
-                heapq.heappush(self._timers, (at, record.id, name))
-            run.new_timers.clear()
             logger.info(
                 "run %s: claimed", record.name, extra={"action": "claim", "run": record.name}
             )
@@ -478,11 +505,15 @@ class Engine:
                     extra={"action": "lease-lost", "run": run.record.name},
                 )
             for name in list(run.running):
-                task = self._attempts.pop((run_id, name), None)
-                if task is not None:
-                    self._cancel(task)
-                    self._admission.release(run, name)
+                self._stop_attempt(run, name)
             self._admission.forget(run_id)
+
+    def _stop_attempt(self, run: RunState, name: str) -> None:
+        """Cancel the attempt of ``name`` in flight, if any, and free its slots."""
+        task = self._attempts.pop((run.id, name), None)
+        if task is not None:
+            self._cancel(task)
+            self._admission.release(run, name)
 
     def _collect(self, now: datetime) -> None:
         done, self._done = self._done, []
@@ -500,12 +531,6 @@ class Engine:
             else:
                 outcome = task.result()
             run.complete(name, number, outcome, now)
-            self._take_timers(run)
-
-    def _take_timers(self, run: RunState) -> None:
-        for at, name in run.new_timers:
-            heapq.heappush(self._timers, (at, run.id, name))
-        run.new_timers.clear()
 
     def _fire_timers(self, now: datetime) -> None:
         while self._timers and self._timers[0][0] <= now:
@@ -578,23 +603,31 @@ class Engine:
                 granted = []
             self._slots.answered(pool, keys, granted, now)
 
-    async def _commit(self, now: datetime, *, release: bool = False) -> None:
-        """Write every change of the tick in one transaction; with ``release``, give
-        every owned run up in it too (handing back)."""
+    def _gather(self, now: datetime, *, release: bool = False) -> tuple[Batch, Taken]:
+        """Take every run's writes of the tick into one batch, and with them the
+        effects to carry out once it is committed; with ``release``, give every
+        owned run up in it too (handing back)."""
         batch = Batch(self.owner, now + timedelta(seconds=self.settings.lease_seconds))
         batch.slot_releases = self._slots.take_releases()
+        taken: Taken = []
         for run in self.runs.values():
             runs, inserts, updates, logs = run.take_writes()
             batch.run_updates += runs
             batch.task_inserts += inserts
             batch.task_updates += updates
             batch.logs += logs
-            # Copied, not taken: they are emitted after the commit (``_emit``).
-            batch.events += run.events
-            if release or (run.finished and not run.running):
+            effects = run.take_effects()
+            if effects:
+                taken.append((run, effects))
+                batch.events += effects.events
+            if release or effects.release:
                 batch.release.append(run.id)
         if release:
             batch.release += sorted(self._reclaim - set(self.runs))
+        return batch, taken
+
+    async def _write(self, batch: Batch) -> None:
+        """Commit ``batch``; drop the runs it found another engine owns now."""
         if not batch:
             return
         lost = self._inline(batch) if self._inline is not None and _small(batch) else None
@@ -603,7 +636,7 @@ class Engine:
         if lost:
             self._lose(lost)
 
-    def _after_commit(self, to_start: list[Attempt], now: datetime) -> None:
+    def _after_commit(self, to_start: list[Attempt], taken: Taken, now: datetime) -> None:
         for attempt in to_start:
             run = self.runs.get(attempt.run_id)
             if run is None:
@@ -614,25 +647,26 @@ class Engine:
                 self._admission.release(run, attempt.task)
                 continue
             self._start(attempt)
-        for run in list(self.runs.values()):
-            for name in run.to_cancel:
-                task = self._attempts.pop((run.id, name), None)
-                if task is not None:
-                    self._cancel(task)
-                    self._admission.release(run, name)
-            run.to_cancel.clear()
-            if run.events:
-                self._emit(run, now)
-            self._take_timers(run)
-            if run.finished and not run.running:
-                logger.info(
-                    "run %s: %s",
-                    run.record.name,
-                    run.record.phase.value,
-                    extra={"action": "finish", "run": run.record.name},
-                )
-                del self.runs[run.id]
-                self._admission.forget(run.id)
+        for run, effects in taken:
+            if self.runs.get(run.id) is run:  # not lost in the commit
+                self._carry_out(run, effects)
+
+    def _carry_out(self, run: RunState, effects: Effects) -> None:
+        """Perform what the committed transitions of ``run`` call for."""
+        for name in effects.cancel:
+            self._stop_attempt(run, name)
+        self._emit(run, effects.events)
+        for at, name in effects.timers:
+            heapq.heappush(self._timers, (at, run.id, name))
+        if effects.release:
+            logger.info(
+                "run %s: %s",
+                run.record.name,
+                run.record.phase.value,
+                extra={"action": "finish", "run": run.record.name},
+            )
+            del self.runs[run.id]
+            self._admission.forget(run.id)
 
     def _cancel(self, task: asyncio.Task[Outcome]) -> None:
         task.cancel()
@@ -655,11 +689,10 @@ class Engine:
 
         task.add_done_callback(done)
 
-    def _emit(self, run: RunState, now: datetime) -> None:
+    def _emit(self, run: RunState, events: Sequence[EventRecord]) -> None:
         """Hand the run's committed events to the listeners, in order, each with
         the run's task counts after the commit."""
-        events, run.events = run.events, []
-        if not self.listeners:
+        if not events or not self.listeners:
             return
         counts = run.counts()
         for record in events:

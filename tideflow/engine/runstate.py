@@ -7,16 +7,20 @@ event (an attempt finished, a retry is due, the user terminated the run)
 touches only the task and its direct successors, so the cost of a transition
 does not grow with the size of the DAG.
 
-Nothing here does I/O: every change is recorded in ``dirty``/``inserts`` and
-written by the reconciler in the next group commit, before any of its
-consequences (attempts started, events emitted) happen.
+Nothing here does I/O. Every change is recorded as a write
+(:meth:`RunState.take_writes`), and everything that must happen because of it
+(attempts to cancel, events to emit, retries to wake up for, the run to let
+go of) as :class:`Effects` (:meth:`RunState.take_effects`). The reconciler
+takes both at commit time and carries the effects out only once the commit
+succeeded, so no consequence is ever seen of a change that was not written.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +73,35 @@ _RUN_ENTERED = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What must happen once a commit of a run's writes succeeded.
+
+    Taken with the writes (:meth:`RunState.take_effects`) so that each effect
+    belongs to exactly one commit: carried out if it succeeds, dropped with
+    the run's state if it fails (re-adopting the run derives them again from
+    what the database holds). Nothing happened is the shared :data:`NO_EFFECTS`,
+    so a quiet run costs no allocation per tick.
+    """
+
+    #: Instances whose attempts in flight must be cancelled (the run ended them).
+    cancel: Sequence[str] = ()
+    #: Events of the committed transitions, in order: written with the commit
+    #: (for a store that persists them) and then handed to listeners.
+    events: Sequence[EventRecord] = ()
+    #: Retries to wake up for: (not before, instance name); see :meth:`RunState.retry_due`.
+    timers: Sequence[tuple[datetime, str]] = ()
+    #: The run finished and has nothing in flight: release it in the commit, then forget it.
+    release: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.cancel or self.events or self.timers or self.release)
+
+
+#: The effects of a commit in which nothing happened to the run.
+NO_EFFECTS = Effects()
+
+
 class TasksView:
     """``tasks`` in templates: read-only, lazy access to the run's task instances
     (no mapping is built per render, which matters for runs of 10,000 tasks)."""
@@ -114,20 +147,18 @@ class RunState:
         self.open_children: dict[str, int] = {}
         self.remaining: dict[str, int] = {}
         self.unfinished = 0
-        self.ready: deque[str] = deque()
+        #: Instances ready to start, in order (see :meth:`ready_tasks`).
+        self._ready: deque[str] = deque()
         #: Instances with an attempt in flight on this engine.
         self.running: set[str] = set()
         self.dirty: dict[str, TaskRecord] = {}
         self.inserts: list[TaskRecord] = []
         self.logs: list[LogRecord] = []
         self.run_dirty = False
-        #: Retries that became due at ``not_before``: (time, instance name).
-        self.new_timers: list[tuple[datetime, str]] = []
-        #: Attempts to cancel after the next commit.
-        self.to_cancel: list[str] = []
-        #: Events of the transitions not yet committed, in order; the reconciler
-        #: puts them in the commit's batch and emits them after it.
-        self.events: list[EventRecord] = []
+        # What the next commit's Effects carry (see take_effects).
+        self._timers: list[tuple[datetime, str]] = []
+        self._cancel: list[str] = []
+        self._events: list[EventRecord] = []
         self._counts: Counter[TaskPhase] = Counter()
         #: When the run was adopted: the time of what ``_adopt`` changes.
         self._adopted_at = now
@@ -172,17 +203,17 @@ class RunState:
                 )
                 if not terminating:
                     self._set(task, P.QUEUED)
-                    self.ready.append(task.name)
+                    self._ready.append(task.name)
             elif task.phase is P.QUEUED:
-                self.ready.append(task.name)
+                self._ready.append(task.name)
             elif task.phase is P.RETRYING:
-                self.new_timers.append((task.not_before or now, task.name))
+                self._timers.append((task.not_before or now, task.name))
             elif (
                 task.phase is P.PENDING
                 and task.index is not None
                 and self.instances[task.task].phase is P.RUNNING
             ):
-                self.ready.append(task.name)
+                self._ready.append(task.name)
         for name in self.graph.order:
             task = self.instances[name]
             if task.phase is P.PENDING and self.remaining[name] == 0:
@@ -255,7 +286,7 @@ class RunState:
             payload["phase"] = r.phase.value
             if r.message is not None:
                 payload.setdefault("message", r.message)
-        self.events.append(
+        self._events.append(
             EventRecord(
                 kind,
                 r.id,
@@ -304,7 +335,7 @@ class RunState:
         self,
     ) -> tuple[list[RunUpdate], list[TaskRecord], list[TaskRecord], list[LogRecord]]:
         """Take the writes recorded since the last call: run update, task inserts,
-        task updates, log lines. Events stay in :attr:`events` until emitted."""
+        task updates, log lines. Events come with :meth:`take_effects`."""
         runs: list[RunUpdate] = []
         if self.run_dirty:
             r = self.record
@@ -323,6 +354,25 @@ class RunState:
         logs, self.logs = self.logs, []
         return runs, inserts, updates, logs
 
+    def take_effects(self) -> Effects:
+        """Take what must happen once the writes taken with it are committed.
+
+        Called at commit time next to :meth:`take_writes`; a second call
+        without a transition in between returns :data:`NO_EFFECTS`.
+        """
+        release = self.finished and not self.running
+        cancel, events, timers = self._cancel, self._events, self._timers
+        if not (cancel or events or timers or release):
+            return NO_EFFECTS
+        # Hand the filled lists over and start new ones; empty ones stay ours.
+        if cancel:
+            self._cancel = []
+        if events:
+            self._events = []
+        if timers:
+            self._timers = []
+        return Effects(cancel or (), events or (), timers or (), release)
+
     # -- readiness ------------------------------------------------------------------
 
     def _decide(self, name: str, now: datetime) -> None:
@@ -338,7 +388,7 @@ class RunState:
         upstream = (self.instances[u].phase for u in self.graph.upstream[name])
         verdict = readiness(spec.trigger_rule, upstream)
         if verdict is Readiness.RUN:
-            self.ready.append(name)
+            self._ready.append(name)
             return None
         task = self.instances[name]
         phase = P.SKIPPED if verdict is Readiness.SKIP else P.UPSTREAM_FAILED
@@ -404,10 +454,44 @@ class RunState:
         if message is not None:
             phase = RunPhase.FAILED
         self.record.finished_at = now
-        self.ready.clear()
+        self._ready.clear()
         self._set_run_phase(phase, message, now)
 
     # -- dispatch -------------------------------------------------------------------
+
+    @property
+    def has_ready(self) -> bool:
+        """Whether the run may start tasks now and has some waiting to start."""
+        return bool(self._ready) and self.dispatching
+
+    def ready_tasks(self, now: datetime) -> Iterator[TaskRecord]:
+        """The tasks ready to start, in order, for the caller to :meth:`start` or leave.
+
+        A task the caller does not start before taking the next one (no slot,
+        no pool slot yet), or leaves when it stops iterating, stays ready in
+        its place, ahead of the tasks not reached. ``forEach`` tasks are fanned
+        out on the way (their sub-tasks queue up; they have no attempt of their
+        own) and are not yielded. Iteration stops as soon as the run must not
+        start tasks any more (it was paused or finished meanwhile).
+        """
+        ready = self._ready
+        left: list[str] = []
+        task: TaskRecord | None = None
+        try:
+            while ready and self.dispatching:
+                name = ready.popleft()
+                task = self.instances[name]
+                if task.phase.finished or name in self.running or self.expand(task, now):
+                    task = None
+                    continue
+                yield task
+                if name not in self.running and not task.phase.finished:
+                    left.append(name)  # not started (a failed render finishes it)
+                task = None
+        finally:
+            if task is not None and task.name not in self.running and not task.phase.finished:
+                left.append(task.name)  # the caller stopped at it
+            ready.extendleft(reversed(left))
 
     def expand(self, task: TaskRecord, now: datetime) -> bool:
         """Fan a ``forEach`` task out into sub-tasks. Returns False if it is not one.
@@ -421,7 +505,7 @@ class RunState:
         if kids is not None:
             self._set(task, P.RUNNING)
             task.started_at = task.started_at or now
-            self.ready.extend(k.name for k in kids if k.phase is P.PENDING)
+            self._ready.extend(k.name for k in kids if k.phase is P.PENDING)
             if self.open_children[task.name] == 0:
                 self._close_parent(task, now)
                 self._finished(task, now)
@@ -456,7 +540,7 @@ class RunState:
             kids.append(kid)
             self.instances[kid.name] = kid
             self._counts[P.PENDING] += 1
-            self.ready.append(kid.name)
+            self._ready.append(kid.name)
         self.children[parent.name] = kids
         self.inserts.extend(kids)
         self.unfinished += len(kids)
@@ -565,7 +649,7 @@ class RunState:
             self._set(task, P.RETRYING)
             task.error = error
             task.not_before = now + timedelta(seconds=delay)
-            self.new_timers.append((task.not_before, name))
+            self._timers.append((task.not_before, name))
             self._event(
                 E.TASK_RETRYING,
                 now,
@@ -588,9 +672,11 @@ class RunState:
         self._finished(task, now, kind)
 
     def retry_due(self, name: str) -> None:
+        """The retry of ``name`` timed by an effect is due: it is ready again
+        (nothing happens if the run moved on meanwhile)."""
         task = self.instances.get(name)
         if task is not None and task.phase is P.RETRYING:
-            self.ready.append(name)
+            self._ready.append(name)
 
     # -- control --------------------------------------------------------------------
 
@@ -616,7 +702,7 @@ class RunState:
             if task.phase.finished:
                 continue
             if task.name in self.running:
-                self.to_cancel.append(task.name)
+                self._cancel.append(task.name)
                 self.running.discard(task.name)
             self._set(task, P.TERMINATED)
             task.finished_at = now

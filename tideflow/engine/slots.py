@@ -113,26 +113,17 @@ class Admission:
         # Slots asked for: no more than this engine could start at once.
         asked = 0
         for run in runs:
-            if not run.dispatching or not run.ready:
+            if not run.has_ready:
                 continue
             parallelism = run.record.workflow.spec.parallelism
-            blocked: list[str] = []
-            while run.ready:
-                if not run.dispatching:
-                    break
-                name = run.ready.popleft()
-                task = run.instances[name]
-                if task.phase.finished or name in run.running:
-                    continue
-                if run.expand(task, now):
-                    continue
-                pool = run.specs[task.task].pool
+            # A task not started here stays ready in its place (see RunState.ready_tasks).
+            for task in run.ready_tasks(now):
                 if self.in_use >= self.slots or (
                     parallelism is not None and self._run_use.get(run.id, 0) >= parallelism
                 ):
-                    run.ready.appendleft(name)
                     break
-                key = (run.id, name)
+                pool = run.specs[task.task].pool
+                key = (run.id, task.name)
                 if pool is not None and not self.pools.is_granted(key):
                     if (
                         request
@@ -140,7 +131,6 @@ class Admission:
                         and self.pools.want(pool, key, now)
                     ):
                         asked += 1
-                    blocked.append(name)
                     continue
                 attempt = run.start(task, now)
                 if attempt is None:
@@ -152,7 +142,6 @@ class Admission:
                 if pool is not None:
                     self.pools.hold(key)
                 to_start.append(attempt)
-            run.ready.extendleft(reversed(blocked))
         return to_start
 
     def release(self, run: RunState, name: str) -> None:
