@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from tideflow.engine.driving import Driven, Ending, EngineSettings, Event, new_owner_id
 from tideflow.engine.execution import Attempt, Executor, Outcome
+from tideflow.engine.leases import Leases
 from tideflow.engine.ports import (
     Batch,
     EventRecord,
@@ -74,8 +75,13 @@ class Engine:
         self.store = store
         self.executor = executor
         self.settings = settings or EngineSettings()
-        self.owner = owner or new_owner_id()
         self.clock = clock
+        self._leases = Leases(
+            owner or new_owner_id(),
+            self.settings.lease_seconds,
+            self.settings.poll_seconds,
+            clock(),
+        )
         self.runs: dict[int, RunState] = {}
         self.listeners: list[Callable[[Event], None]] = []
         self._db = ThreadPoolExecutor(1, thread_name_prefix="tideflow-db")
@@ -88,16 +94,16 @@ class Engine:
         self._timers: list[tuple[datetime, int, str]] = []
         self._slots = PoolSlots(self.settings.pools, self.settings.poll_seconds)
         self._admission = Admission(self.settings.slots, self._slots)
-        self._next_poll = self.clock()
-        self._next_renew = self.clock()
-        self._wanted: set[int] = set()
-        #: Runs we still own in the database but dropped from memory (failed commit).
-        self._reclaim: set[int] = set()
         self.serving = False
         self._draining = False
         #: Set to stop: nothing new is claimed or started (see drive_until and serve).
         self._stop: asyncio.Event | None = None
         self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def owner(self) -> str:
+        """The owner id this engine writes on the runs it claims."""
+        return self._leases.owner
 
     # -- public entry points ------------------------------------------------------
 
@@ -128,7 +134,7 @@ class Engine:
             The run as read after driving ended, and how it ended.
         """
         self._stop = stop
-        self._wanted.add(run_id)
+        self._leases.want(run_id)
         self._subscribe()
         watcher = self._watch(stop)
         try:
@@ -140,7 +146,7 @@ class Engine:
                     if record.phase.finished:
                         return Driven(record, Ending.FINISHED)
             owned = run_id in self.runs
-            self._wanted.discard(run_id)  # so nothing claims it again while handing back
+            self._leases.unwant(run_id)  # so nothing claims it again while handing back
             await self._hand_back()
             record = await self._call(self.store.get_run_by_id, run_id)
             if record.phase.finished:  # its last attempts ended as it was stopped
@@ -149,7 +155,7 @@ class Engine:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            self._wanted.discard(run_id)
+            self._leases.unwant(run_id)
             await self.shutdown()
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -217,7 +223,7 @@ class Engine:
         now = self.clock()
         self._collect(now)
         self._attempts.clear()
-        if not self.runs and not self._reclaim:
+        if not self.runs and not self._leases.reclaiming:
             return
         for run in self.runs.values():
             run.hand_back(now)
@@ -245,7 +251,7 @@ class Engine:
         for run_id in self.runs:
             self._admission.forget(run_id)
         self.runs.clear()
-        self._reclaim.clear()
+        self._leases.handed_back()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -254,7 +260,7 @@ class Engine:
         loop = asyncio.get_running_loop()
 
         def notified() -> None:
-            self._next_poll = self.clock()
+            self._leases.poll_now(self.clock())
             self._signal()
 
         def wake() -> None:  # called from the listener's thread
@@ -286,7 +292,7 @@ class Engine:
         if self._done or (stop is not None and stop.is_set()):
             return
         now = self.clock()
-        wake_at = min(self._next_poll, self._next_renew)
+        wake_at = self._leases.wake_at
         if self._timers:
             wake_at = min(wake_at, self._timers[0][0])
         for run in self.runs.values():
@@ -313,11 +319,12 @@ class Engine:
             return  # the caller drains or hands back; claiming or starting now would be wasted
         now = self.clock()
         try:
-            if now >= self._next_poll:
+            if self._leases.poll_due(now):
                 await self._poll(now)
                 now = self.clock()
-            if now >= self._next_renew:
-                await self._renew(now)
+            renew = self._leases.to_renew(now, self.runs)
+            if renew:
+                await self._renew(renew, now)
         except StorageError as exc:
             # Nothing was changed in memory: the next poll simply tries again.
             logger.error("database unavailable: %s", exc, extra={"action": "poll"})
@@ -361,12 +368,11 @@ class Engine:
         for run, effects in taken:
             for name in effects.cancel:
                 self._stop_attempt(run, name)
-        self._reclaim.update(self.runs)
+        self._leases.reclaim(self.runs)
         self._lose(set(self.runs), quiet=True)
 
     async def _poll(self, now: datetime) -> None:
         """Learn desired-state changes of owned runs, and claim runs to drive."""
-        self._next_poll = now + timedelta(seconds=self.settings.poll_seconds)
         if self.runs:
             control = await self._call(self.store.read_control, list(self.runs))
             for run_id, (desired, generation) in control.items():
@@ -379,11 +385,11 @@ class Engine:
                         extra={"action": "control", "run": run.record.name},
                     )
                     run.apply_desired(desired, generation, self.clock())
-        until = now + timedelta(seconds=self.settings.lease_seconds)
+        until = self._leases.until(now)
         claimed: list[RunRecord] = []
-        for run_id in (self._wanted | self._reclaim) - set(self.runs):
+        for run_id in self._leases.to_claim(self.runs):
             record = await self._call(self.store.claim_run, run_id, self.owner, now, until)
-            self._reclaim.discard(run_id)
+            self._leases.asked(run_id)
             if record is not None:
                 claimed.append(record)
         if self.serving:
@@ -484,13 +490,11 @@ class Engine:
                     extra={"action": "reattach", "run": run.record.name},
                 )
 
-    async def _renew(self, now: datetime) -> None:
-        self._next_renew = now + timedelta(seconds=self.settings.lease_seconds / 3)
-        if not self.runs:
-            return
-        until = now + timedelta(seconds=self.settings.lease_seconds)
-        kept = await self._call(self.store.renew_leases, self.owner, list(self.runs), until)
-        self._lose(set(self.runs) - kept)
+    async def _renew(self, run_ids: list[int], now: datetime) -> None:
+        """Renew the leases of ``run_ids``; another engine has the ones not renewed."""
+        until = self._leases.until(now)
+        kept = await self._call(self.store.renew_leases, self.owner, run_ids, until)
+        self._lose(set(run_ids) - kept)
 
     def _lose(self, run_ids: set[int], *, quiet: bool = False) -> None:
         """Another engine owns these runs now: stop touching them at once."""
@@ -607,7 +611,7 @@ class Engine:
         """Take every run's writes of the tick into one batch, and with them the
         effects to carry out once it is committed; with ``release``, give every
         owned run up in it too (handing back)."""
-        batch = Batch(self.owner, now + timedelta(seconds=self.settings.lease_seconds))
+        batch = Batch(self.owner, self._leases.until(now))
         batch.slot_releases = self._slots.take_releases()
         taken: Taken = []
         for run in self.runs.values():
@@ -623,7 +627,7 @@ class Engine:
             if release or effects.release:
                 batch.release.append(run.id)
         if release:
-            batch.release += sorted(self._reclaim - set(self.runs))
+            batch.release += self._leases.to_release(self.runs)
         return batch, taken
 
     async def _write(self, batch: Batch) -> None:
