@@ -241,7 +241,8 @@ class Engine:
             # Their attempts were all cancelled above and nothing will be timed:
             # of the effects, only the events are left to carry out.
             for run, effects in taken:
-                self._emit(run, effects.events)
+                if self.runs.get(run.id) is run:  # not lost in the commit
+                    self._emit(run, effects.events)
             for run in self.runs.values():
                 logger.info(
                     "run %s: handed back",
@@ -343,7 +344,7 @@ class Engine:
             self._abandon(exc, to_start, taken)
             await asyncio.sleep(self.settings.poll_seconds)
             return
-        self._after_commit(to_start, taken, now)
+        self._after_commit(to_start, taken)
 
     def _abandon(self, exc: StorageError, to_start: list[Attempt], taken: Taken) -> None:
         """The tick's transaction failed, so the database still holds the state before
@@ -640,7 +641,7 @@ class Engine:
         if lost:
             self._lose(lost)
 
-    def _after_commit(self, to_start: list[Attempt], taken: Taken, now: datetime) -> None:
+    def _after_commit(self, to_start: list[Attempt], taken: Taken) -> None:
         for attempt in to_start:
             run = self.runs.get(attempt.run_id)
             if run is None:
