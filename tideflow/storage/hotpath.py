@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 from tideflow.errors import StorageError
 from tideflow.storage import committing, pooling
@@ -107,12 +108,35 @@ def compile_statement(
         raise ValueError("statements with expanding (IN) parameters cannot be precompiled")
     binds = compiled.binds
     keys = tuple(compiled.positiontup or ()) if compiled.positional else tuple(binds)
-    processors = tuple(
-        binds[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
-    )
+    processors = tuple(_processor(binds[key].type, dialect) for key in keys)
     escaped = compiled.escaped_bind_names
     names = None if compiled.positional else tuple(escaped.get(key, key) for key in keys)
     return Statement(compiled.string, keys, names, processors)
+
+
+def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
+    """The bind processor of ``type_``; a timestamp's remembers its last value.
+
+    A batch's rows share their timestamps (every transition of a tick happens
+    at the tick's ``now``, every fence renews to the same lease), and
+    converting one (aware to naive UTC, then the dialect's own processing,
+    text on SQLite) costs more than the rest of its row. Datetimes are
+    immutable, so the same object always converts to the same value.
+    """
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is None or not isinstance(type_, UtcDateTime):
+        return process
+    convert = process
+    last: list[Any] = [None, None]  # [value, converted]; None converts to None
+
+    def remembered(value: Any) -> Any:
+        if value is last[0]:
+            return last[1]
+        converted = convert(value)
+        last[0], last[1] = value, converted
+        return converted
+
+    return remembered
 
 
 #: Columns of a task instance insert, as :func:`tideflow.storage.rows.task_values` gives them.
