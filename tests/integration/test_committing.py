@@ -22,6 +22,7 @@ from tideflow.engine.ports import Batch, LogRecord, RunUpdate, TaskRecord
 from tideflow.errors import StorageError
 from tideflow.model import RunPhase, TaskPhase
 from tideflow.storage import committing, hotpath, rows
+from tideflow.storage.database import SQLITE_BUSY_TIMEOUT_MS
 from tideflow.storage.store import SqlStore
 
 if TYPE_CHECKING:
@@ -279,3 +280,33 @@ def test_sqlite_commits_inline_unless_another_connection_holds_the_write_lock(
     assert (
         store.commit(Batch(OWNER, UNTIL, run_updates=[RunUpdate(run.id, RunPhase.PAUSED)])) == set()
     )
+
+
+def test_sqlite_inline_commits_leave_no_zero_busy_timeout_behind(
+    store: SqlStore, make_run: MakeRun
+) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite commits inline")
+    run = make_run()
+    assert store.claim_run(run.id, OWNER, T0, UNTIL) is not None
+
+    def held_timeout() -> int:
+        held = store._held
+        assert held is not None and held._proxy is not None
+        connection: Any = held._proxy.dbapi_connection
+        return int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+
+    def batch(phase: RunPhase) -> Batch:
+        return Batch(OWNER, UNTIL, run_updates=[RunUpdate(run.id, phase)])
+
+    assert store.commit_inline(batch(RunPhase.RUNNING)) == set()
+    assert store.commit_inline(batch(RunPhase.RUNNING)) == set()
+    assert held_timeout() == 0  # kept between inline commits
+    assert store.commit(batch(RunPhase.PAUSED)) == set()
+    assert held_timeout() == SQLITE_BUSY_TIMEOUT_MS  # a commit that may wait, waits
+    assert store.commit_inline(batch(RunPhase.RUNNING)) == set()
+    assert store.get_run_by_id(run.id).phase is RunPhase.RUNNING
+    store.close()  # the held connection goes back to the pool with the usual timeout
+    with store.engine.connect() as connection:
+        timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert timeout == SQLITE_BUSY_TIMEOUT_MS

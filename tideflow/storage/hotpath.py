@@ -278,6 +278,9 @@ class HeldConnection:
         self._dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
         self._proxy: PoolProxiedConnection | None = None
+        #: SQLite: the held connection's busy timeout is zero (it was last used
+        #: inline); it is set back only when a transaction that may wait begins.
+        self._no_wait = False
         self.statements = Statements.compile(engine.dialect)
         dbapi = engine.dialect.loaded_dbapi
         #: The driver's base exception class (sqlite3.Error, psycopg.Error, pymysql.Error).
@@ -301,6 +304,7 @@ class HeldConnection:
                 proxy.invalidate()
                 raise
             self._proxy = proxy
+            self._no_wait = False  # create_engine_for set the usual wait on it
         connection = self._proxy.dbapi_connection
         assert connection is not None
         return connection
@@ -315,9 +319,16 @@ class HeldConnection:
                 logger.debug("closing a broken connection failed", exc_info=True)
 
     def close(self) -> None:
-        """Hand the connection back to the engine's pool."""
+        """Hand the connection back to the engine's pool (with its usual busy timeout)."""
         proxy, self._proxy = self._proxy, None
         if proxy is not None:
+            try:
+                if self._no_wait and proxy.dbapi_connection is not None:
+                    self._no_wait = False
+                    proxy.dbapi_connection.execute(_SQLITE_WAIT)
+            except Exception:  # a pool checkout sets it again on a fresh connection anyway
+                proxy.invalidate()
+                return
             try:
                 proxy.close()
             except Exception:
@@ -336,11 +347,12 @@ class HeldConnection:
             return None
         connection = self._connection()
         try:
-            connection.execute(_SQLITE_NO_WAIT)
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            finally:
-                connection.execute(_SQLITE_WAIT)
+            # Left at zero afterwards: an engine that commits inline does so tick
+            # after tick, and the timeout is only set back for a commit that may wait.
+            if not self._no_wait:
+                connection.execute(_SQLITE_NO_WAIT)
+                self._no_wait = True
+            connection.execute("BEGIN IMMEDIATE")
         except self._driver_error:
             return None
         return self.transaction(doing, work, attempts=1, begun=True)
@@ -368,6 +380,9 @@ class HeldConnection:
             try:
                 cursor = connection.cursor()
                 if self._sqlite and not begun:
+                    if self._no_wait:
+                        cursor.execute(_SQLITE_WAIT)
+                        self._no_wait = False
                     cursor.execute("BEGIN IMMEDIATE")
                 result = work(cursor)
                 committing_now = True
