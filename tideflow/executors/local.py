@@ -247,8 +247,11 @@ class LocalExecutor:
         context = task_context(fn, attempt, log)
         token = capture.enter(log)
         try:
-            async with asyncio.timeout(attempt.timeout):
+            if attempt.timeout is None:  # no timeout scope to enter and leave
                 outcome = checked_output(await fn(**call_args(fn, attempt, context)))
+            else:
+                async with asyncio.timeout(attempt.timeout):
+                    outcome = checked_output(await fn(**call_args(fn, attempt, context)))
         except TimeoutError:
             outcome = timeout_outcome(attempt)
         except asyncio.CancelledError:
