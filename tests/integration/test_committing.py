@@ -22,6 +22,7 @@ from tideflow.engine.ports import Batch, LogRecord, RunUpdate, TaskRecord
 from tideflow.errors import StorageError
 from tideflow.model import RunPhase, TaskPhase
 from tideflow.storage import committing, hotpath, rows
+from tideflow.storage.database import SQLITE_BUSY_TIMEOUT_MS, create_engine_for
 from tideflow.storage.store import SqlStore
 
 if TYPE_CHECKING:
@@ -279,3 +280,64 @@ def test_sqlite_commits_inline_unless_another_connection_holds_the_write_lock(
     assert (
         store.commit(Batch(OWNER, UNTIL, run_updates=[RunUpdate(run.id, RunPhase.PAUSED)])) == set()
     )
+
+
+def test_sqlite_inline_commits_leave_no_zero_busy_timeout_behind(
+    store: SqlStore, make_run: MakeRun
+) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite commits inline")
+    run = make_run()
+    assert store.claim_run(run.id, OWNER, T0, UNTIL) is not None
+
+    def held_timeout() -> int:
+        held = store._held
+        assert held is not None and held._proxy is not None
+        connection: Any = held._proxy.dbapi_connection
+        return int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+
+    def batch(phase: RunPhase) -> Batch:
+        return Batch(OWNER, UNTIL, run_updates=[RunUpdate(run.id, phase)])
+
+    assert store.commit_inline(batch(RunPhase.RUNNING)) == set()
+    assert store.commit_inline(batch(RunPhase.RUNNING)) == set()
+    assert held_timeout() == 0  # kept between inline commits
+    assert store.commit(batch(RunPhase.PAUSED)) == set()
+    assert held_timeout() == SQLITE_BUSY_TIMEOUT_MS  # a commit that may wait, waits
+    assert store.commit_inline(batch(RunPhase.RUNNING)) == set()
+    assert store.get_run_by_id(run.id).phase is RunPhase.RUNNING
+    store.close()  # the held connection goes back to the pool with the usual timeout
+    with store.engine.connect() as connection:
+        timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert timeout == SQLITE_BUSY_TIMEOUT_MS
+
+
+def test_sqlite_commits_renew_a_lease_only_once_half_of_it_is_gone(
+    store: SqlStore, make_run: MakeRun, database_url: str
+) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("the servers' fence renews at every commit")
+    mine, theirs = make_run("mine"), make_run("theirs")
+    assert store.claim_run(mine.id, OWNER, T0, UNTIL) is not None  # until T0 + 30 s
+    assert store.claim_run(theirs.id, "engine-b", T0, UNTIL) is not None
+
+    def commit_at(seconds: int, run_id: int, phase: RunPhase) -> set[int]:
+        """A commit at T0 + ``seconds`` granting the 30 s lease from then."""
+        at = SqlStore(
+            create_engine_for(database_url), clock=lambda: T0 + timedelta(seconds=seconds)
+        )
+        try:
+            until = T0 + timedelta(seconds=seconds + 30)
+            return at.commit(Batch(OWNER, until, run_updates=[RunUpdate(run_id, phase)]))
+        finally:
+            at.close()
+
+    # At T0 + 10 s, 20 of the 30 s are left: not due, only ownership is checked.
+    assert commit_at(10, mine.id, RunPhase.RUNNING) == set()
+    assert store.get_run_by_id(mine.id).lease_expires_at == UNTIL
+    assert store.get_run_by_id(mine.id).phase is RunPhase.RUNNING
+    assert commit_at(10, theirs.id, RunPhase.RUNNING) == {theirs.id}
+    assert store.get_run_by_id(theirs.id).phase is RunPhase.PENDING
+    # At T0 + 16 s, 14 s are left, less than half a lease: renewed.
+    assert commit_at(16, mine.id, RunPhase.PAUSED) == set()
+    assert store.get_run_by_id(mine.id).lease_expires_at == T0 + timedelta(seconds=46)

@@ -71,8 +71,14 @@ def failure(exc: BaseException) -> Outcome:
     return outcome
 
 
+#: Values JSON takes as they are (``json.dumps`` accepts every one of them).
+_SCALARS = (type(None), str, int, float, bool)
+
+
 def checked_output(value: Any) -> Outcome:
     """Succeed with ``value`` if it is JSON-serialisable, else fail saying why."""
+    if type(value) in _SCALARS:
+        return Outcome("succeeded", output=value)
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
@@ -106,9 +112,19 @@ def make_context(attempt: Attempt, log: capture.AttemptLog | None = None) -> Tas
     return context
 
 
-def call_args(fn: Callable[..., Any], attempt: Attempt, context: TaskContext) -> dict[str, Any]:
+def task_context(
+    fn: Callable[..., Any], attempt: Attempt, log: capture.AttemptLog
+) -> TaskContext | None:
+    """The attempt's context if ``fn`` takes one; None if not (nothing could use it:
+    building its logger would cost more than a no-op task)."""
+    return make_context(attempt, log) if accepts_context(fn) else None
+
+
+def call_args(
+    fn: Callable[..., Any], attempt: Attempt, context: TaskContext | None
+) -> dict[str, Any]:
     args = dict(attempt.args)
-    if accepts_context(fn):
+    if context is not None:
         args["context"] = context
     return args
 
@@ -228,11 +244,14 @@ class LocalExecutor:
 
     async def _run_async(self, fn: Callable[..., Any], attempt: Attempt) -> Outcome:
         log = capture.AttemptLog(attempt.task)
-        context = make_context(attempt, log)
+        context = task_context(fn, attempt, log)
         token = capture.enter(log)
         try:
-            async with asyncio.timeout(attempt.timeout):
+            if attempt.timeout is None:  # no timeout scope to enter and leave
                 outcome = checked_output(await fn(**call_args(fn, attempt, context)))
+            else:
+                async with asyncio.timeout(attempt.timeout):
+                    outcome = checked_output(await fn(**call_args(fn, attempt, context)))
         except TimeoutError:
             outcome = timeout_outcome(attempt)
         except asyncio.CancelledError:
@@ -241,11 +260,11 @@ class LocalExecutor:
             outcome = failure(exc)
         finally:
             capture.leave(token)
-        return _finish(outcome, log, context.spawned)
+        return _finish(outcome, log, context)
 
     async def _run_thread(self, fn: Callable[..., Any], attempt: Attempt) -> Outcome:
         log = capture.AttemptLog(attempt.task)
-        context = make_context(attempt, log)
+        context = task_context(fn, attempt, log)
 
         def call() -> Outcome:
             # Entered in the thread: one abandoned on timeout stays captured until it ends.
@@ -261,7 +280,7 @@ class LocalExecutor:
             outcome = await asyncio.wait_for(future, attempt.timeout)
         except TimeoutError:
             outcome = timeout_outcome(attempt, " (the thread cannot be killed and was abandoned)")
-        return _finish(outcome, log, context.spawned)
+        return _finish(outcome, log, context)
 
     async def _run_process(self, attempt: Attempt) -> Outcome:
         # The result travels through a file, not a pipe: a large result would fill
@@ -367,8 +386,9 @@ async def _kill(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
     return b"", b""
 
 
-def _finish(outcome: Outcome, log: capture.AttemptLog, spawned: list[Spawn]) -> Outcome:
-    outcome.logs = log.lines + outcome.logs
-    if outcome.ok:
-        outcome.spawned = spawned
+def _finish(outcome: Outcome, log: capture.AttemptLog, context: TaskContext | None) -> Outcome:
+    if log.lines:
+        outcome.logs = log.lines + outcome.logs
+    if outcome.ok and context is not None:
+        outcome.spawned = context.spawned
     return outcome

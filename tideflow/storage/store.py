@@ -7,7 +7,9 @@ every transition of that tick, so its writes are batched (``executemany``).
 
 Ownership is compare-and-set on ``runs.owner`` / ``runs.lease_expires_at``:
 claims and the fence at the start of each commit are single-row conditional
-``UPDATE`` statements whose row count says whether they applied. On PostgreSQL
+``UPDATE`` statements whose row count says whether they applied (on SQLite the
+commit's fence reads ownership and renews only a lease that is half gone:
+see :func:`tideflow.storage.hotpath.apply`). On PostgreSQL
 and MariaDB the row lock taken by that ``UPDATE`` also serialises the rest of
 the transaction against a competing engine; on SQLite every transaction holds
 the write lock from its ``BEGIN IMMEDIATE``. Transactions that lose a deadlock
@@ -134,9 +136,8 @@ class SqlStore:
         self._held_lock = threading.Lock()
         # An in-memory SQLite database has one shared connection (StaticPool): the
         # held connection is every other call's too, so it never commits inline.
-        self._inline_capable = engine.dialect.name == "sqlite" and not isinstance(
-            engine.pool, StaticPool
-        )
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._inline_capable = self._sqlite and not isinstance(engine.pool, StaticPool)
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -500,11 +501,27 @@ class SqlStore:
 
         return self._transaction("read control", work) if run_ids else {}
 
+    def _renew_below(self, batch: Batch) -> datetime | None:
+        """SQLite: the commit renews a lease expiring before this (see :func:`hotpath.apply`).
+
+        Halfway between now and the lease the batch grants: after a commit every
+        run it touched still has at least half a lease to run (the engine's own
+        renewals come every third of one). None on the servers, whose fence
+        always renews: their unchanged large values are not rewritten.
+        """
+        if not self._sqlite:
+            return None
+        now = self._clock()
+        if batch.lease_until <= now:
+            return batch.lease_until
+        return batch.lease_until - (batch.lease_until - now) / 2
+
     def commit(self, batch: Batch) -> set[int]:
         if not batch:
             return set()
         # Encoded before the transaction opens: a bad output fails fast, holding no locks.
         prepared = committing.prepare(batch)
+        renew_below = self._renew_below(batch)
         # The hot path: statements compiled once, on a DBAPI connection held for it.
         with self._held_lock:
             if self._held is None:
@@ -512,7 +529,7 @@ class SqlStore:
             statements = self._held.statements
             return self._held.transaction(
                 "commit",
-                lambda cursor: hotpath.apply(cursor, statements, prepared),
+                lambda cursor: hotpath.apply(cursor, statements, prepared, renew_below),
                 attempts=MAX_ATTEMPTS,
             )
 
@@ -534,11 +551,13 @@ class SqlStore:
             return None
         try:
             prepared = committing.prepare(batch)
+            renew_below = self._renew_below(batch)
             if self._held is None:
                 self._held = hotpath.HeldConnection(self._engine)
             statements = self._held.statements
             return self._held.try_transaction(
-                "commit", lambda cursor: hotpath.apply(cursor, statements, prepared)
+                "commit",
+                lambda cursor: hotpath.apply(cursor, statements, prepared, renew_below),
             )
         finally:
             self._held_lock.release()
