@@ -182,9 +182,13 @@ class RunState:
             kids.sort(key=lambda t: t.index or 0)
         for parent, kids in self.children.items():
             self.open_children[parent] = sum(1 for k in kids if not k.phase.finished)
-        for name in self.graph.order:
-            upstream = self.graph.upstream[name]
-            self.remaining[name] = sum(1 for u in upstream if not self.instances[u].phase.finished)
+        # Counted against a set of the finished ones (none at all in a fresh run),
+        # not by reading every upstream instance: a grid has edges² of them.
+        done = {task.name for task in tasks if task.phase.finished}
+        for name, upstream in self.graph.upstream.items():
+            self.remaining[name] = len(upstream) - (
+                sum(1 for u in upstream if u in done) if done else 0
+            )
         terminating = self.record.desired_state is DesiredState.TERMINATED
         for task in tasks:
             if task.phase.finished:
@@ -384,9 +388,9 @@ class RunState:
     def _verdict(self, name: str, now: datetime) -> TaskRecord | None:
         """Apply the trigger rule of ``name``: queue it, or finish it (returned) as
         Skipped or UpstreamFailed without running it."""
-        spec = self.specs[name]
-        upstream = (self.instances[u].phase for u in self.graph.upstream[name])
-        verdict = readiness(spec.trigger_rule, upstream)
+        instances = self.instances
+        upstream = [instances[u].phase for u in self.graph.upstream[name]]
+        verdict = readiness(self.specs[name].trigger_rule, upstream)
         if verdict is Readiness.RUN:
             self._ready.append(name)
             return None
@@ -426,9 +430,10 @@ class RunState:
                     self._close_parent(parent, now)
                     stack.append(parent)
                 continue
+            remaining = self.remaining
             for successor in self.graph.downstream[task.name]:
-                self.remaining[successor] -= 1
-                if self.remaining[successor] == 0 and self.instances[successor].phase is P.PENDING:
+                left = remaining[successor] = remaining[successor] - 1
+                if left == 0 and self.instances[successor].phase is P.PENDING:
                     skipped = self._verdict(successor, now)
                     if skipped is not None:
                         stack.append(skipped)
