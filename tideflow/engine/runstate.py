@@ -141,6 +141,8 @@ class RunState:
         """
         self.record = record
         self.specs: dict[str, TaskSpec] = {t.name: t for t in record.workflow.spec.tasks}
+        #: Per task spec, its templated fields that are set (see templated_fields).
+        self._templated: dict[str, tuple[tuple[str, Any], ...]] = {}
         self.graph = Graph.from_tasks(record.workflow.spec.tasks)
         self.instances: dict[str, TaskRecord] = {}
         self.children: dict[str, list[TaskRecord]] = {}
@@ -565,8 +567,11 @@ class RunState:
         task.finished_at = None
         task.not_before = None
         task.error = None
+        templated = self._templated.get(spec.name)
+        if templated is None:
+            templated = self._templated[spec.name] = templated_fields(spec)
         try:
-            attempt = build_attempt(self.record, spec, task, self.template_context(task))
+            attempt = build_attempt(self.record, spec, task, self.instances, templated)
         except Exception as exc:
             self._fail(task, now, f"cannot render the task's inputs: {exc}")
             return None
@@ -607,9 +612,8 @@ class RunState:
         for task in tasks:
             if task.phase is not P.RUNNING or (task.index is None and task.name in parents):
                 continue
-            context = template_context(record, instances, task)
             try:
-                attempts.append(build_attempt(record, specs[task.task], task, context))
+                attempts.append(build_attempt(record, specs[task.task], task, instances))
             except Exception as exc:
                 logger.info(
                     "run %s: cannot rebuild attempt %d of %s to reattach to it: %s",
@@ -782,22 +786,37 @@ def template_context(
 _SPAWN_OWN = frozenset({"args", "command"})
 
 
+def templated_fields(spec: TaskSpec) -> tuple[tuple[str, Any], ...]:
+    """The fields of :func:`~tideflow.model.templated.task_templates` that ``spec`` sets."""
+    return tuple((path, value) for path, value in task_templates(spec) if value is not None)
+
+
 def build_attempt(
-    record: RunRecord, spec: TaskSpec, task: TaskRecord, context: dict[str, Any]
+    record: RunRecord,
+    spec: TaskSpec,
+    task: TaskRecord,
+    instances: dict[str, TaskRecord],
+    templated: tuple[tuple[str, Any], ...] | None = None,
 ) -> Attempt:
     """Attempt ``task.attempt`` of ``task``, every templated field rendered.
 
     The fields rendered are :func:`~tideflow.model.templated.task_templates`,
     the ones validation checks, so no template reaches an executor raw.
+    ``templated`` is :func:`templated_fields` of ``spec`` if the caller keeps
+    it; the template context is only built when a field is set.
 
     Raises:
         Exception: a template failed to render (the message says which).
     """
     spawned = task.index is not None and spec.for_each is None
     rendered: dict[str, Any] = {}
-    for path, value in task_templates(spec):
-        if value is not None and not (spawned and path in _SPAWN_OWN):
-            rendered[path] = render(value, context)
+    if templated is None:
+        templated = templated_fields(spec)
+    if templated:
+        context = template_context(record, instances, task)
+        for path, value in templated:
+            if not (spawned and path in _SPAWN_OWN):
+                rendered[path] = render(value, context)
     if spawned:
         function, args = task.item["function"], dict(task.item.get("args") or {})
     else:
