@@ -141,6 +141,8 @@ class RunState:
         """
         self.record = record
         self.specs: dict[str, TaskSpec] = {t.name: t for t in record.workflow.spec.tasks}
+        #: Per task spec, its templated fields that are set (see templated_fields).
+        self._templated: dict[str, tuple[tuple[str, Any], ...]] = {}
         self.graph = Graph.from_tasks(record.workflow.spec.tasks)
         self.instances: dict[str, TaskRecord] = {}
         self.children: dict[str, list[TaskRecord]] = {}
@@ -182,9 +184,13 @@ class RunState:
             kids.sort(key=lambda t: t.index or 0)
         for parent, kids in self.children.items():
             self.open_children[parent] = sum(1 for k in kids if not k.phase.finished)
-        for name in self.graph.order:
-            upstream = self.graph.upstream[name]
-            self.remaining[name] = sum(1 for u in upstream if not self.instances[u].phase.finished)
+        # Counted against a set of the finished ones (none at all in a fresh run),
+        # not by reading every upstream instance: a grid has edges² of them.
+        done = {task.name for task in tasks if task.phase.finished}
+        for name, upstream in self.graph.upstream.items():
+            self.remaining[name] = len(upstream) - (
+                sum(1 for u in upstream if u in done) if done else 0
+            )
         terminating = self.record.desired_state is DesiredState.TERMINATED
         for task in tasks:
             if task.phase.finished:
@@ -384,9 +390,9 @@ class RunState:
     def _verdict(self, name: str, now: datetime) -> TaskRecord | None:
         """Apply the trigger rule of ``name``: queue it, or finish it (returned) as
         Skipped or UpstreamFailed without running it."""
-        spec = self.specs[name]
-        upstream = (self.instances[u].phase for u in self.graph.upstream[name])
-        verdict = readiness(spec.trigger_rule, upstream)
+        instances = self.instances
+        upstream = [instances[u].phase for u in self.graph.upstream[name]]
+        verdict = readiness(self.specs[name].trigger_rule, upstream)
         if verdict is Readiness.RUN:
             self._ready.append(name)
             return None
@@ -426,9 +432,10 @@ class RunState:
                     self._close_parent(parent, now)
                     stack.append(parent)
                 continue
+            remaining = self.remaining
             for successor in self.graph.downstream[task.name]:
-                self.remaining[successor] -= 1
-                if self.remaining[successor] == 0 and self.instances[successor].phase is P.PENDING:
+                left = remaining[successor] = remaining[successor] - 1
+                if left == 0 and self.instances[successor].phase is P.PENDING:
                     skipped = self._verdict(successor, now)
                     if skipped is not None:
                         stack.append(skipped)
@@ -560,8 +567,11 @@ class RunState:
         task.finished_at = None
         task.not_before = None
         task.error = None
+        templated = self._templated.get(spec.name)
+        if templated is None:
+            templated = self._templated[spec.name] = templated_fields(spec)
         try:
-            attempt = build_attempt(self.record, spec, task, self.template_context(task))
+            attempt = build_attempt(self.record, spec, task, self.instances, templated)
         except Exception as exc:
             self._fail(task, now, f"cannot render the task's inputs: {exc}")
             return None
@@ -602,9 +612,8 @@ class RunState:
         for task in tasks:
             if task.phase is not P.RUNNING or (task.index is None and task.name in parents):
                 continue
-            context = template_context(record, instances, task)
             try:
-                attempts.append(build_attempt(record, specs[task.task], task, context))
+                attempts.append(build_attempt(record, specs[task.task], task, instances))
             except Exception as exc:
                 logger.info(
                     "run %s: cannot rebuild attempt %d of %s to reattach to it: %s",
@@ -777,22 +786,37 @@ def template_context(
 _SPAWN_OWN = frozenset({"args", "command"})
 
 
+def templated_fields(spec: TaskSpec) -> tuple[tuple[str, Any], ...]:
+    """The fields of :func:`~tideflow.model.templated.task_templates` that ``spec`` sets."""
+    return tuple((path, value) for path, value in task_templates(spec) if value is not None)
+
+
 def build_attempt(
-    record: RunRecord, spec: TaskSpec, task: TaskRecord, context: dict[str, Any]
+    record: RunRecord,
+    spec: TaskSpec,
+    task: TaskRecord,
+    instances: dict[str, TaskRecord],
+    templated: tuple[tuple[str, Any], ...] | None = None,
 ) -> Attempt:
     """Attempt ``task.attempt`` of ``task``, every templated field rendered.
 
     The fields rendered are :func:`~tideflow.model.templated.task_templates`,
     the ones validation checks, so no template reaches an executor raw.
+    ``templated`` is :func:`templated_fields` of ``spec`` if the caller keeps
+    it; the template context is only built when a field is set.
 
     Raises:
         Exception: a template failed to render (the message says which).
     """
     spawned = task.index is not None and spec.for_each is None
     rendered: dict[str, Any] = {}
-    for path, value in task_templates(spec):
-        if value is not None and not (spawned and path in _SPAWN_OWN):
-            rendered[path] = render(value, context)
+    if templated is None:
+        templated = templated_fields(spec)
+    if templated:
+        context = template_context(record, instances, task)
+        for path, value in templated:
+            if not (spawned and path in _SPAWN_OWN):
+                rendered[path] = render(value, context)
     if spawned:
         function, args = task.item["function"], dict(task.item.get("args") or {})
     else:

@@ -69,15 +69,16 @@ def readiness(rule: TriggerRule, upstream: Iterable[TaskPhase]) -> Readiness:
     phases = list(upstream)
     if not phases or rule is TriggerRule.ALL_DONE:
         return Readiness.RUN
-    failed = any(p in _FAILED for p in phases)
-    succeeded = [p is P.SUCCEEDED for p in phases]
+    # Counted in C (list.count): this runs once per task over all its upstream phases.
+    succeeded = phases.count(P.SUCCEEDED)
+    if rule is TriggerRule.ALL_SUCCESS and succeeded == len(phases):
+        return Readiness.RUN
+    failed = not _FAILED.isdisjoint(phases)
     if rule is TriggerRule.ALL_SUCCESS:
-        if all(succeeded):
-            return Readiness.RUN
         return Readiness.UPSTREAM_FAILED if failed else Readiness.SKIP
     if rule is TriggerRule.ANY_FAILED:
         return Readiness.RUN if failed else Readiness.SKIP
-    if any(succeeded):
+    if succeeded:
         return Readiness.RUN
     return Readiness.UPSTREAM_FAILED if failed else Readiness.SKIP
 
