@@ -35,6 +35,7 @@ from tideflow.model import (
     Workflow,
     check_name,
 )
+from tideflow.model.collection import paused_collection
 from tideflow.model.templated import task_templates
 
 __all__ = ["check", "check_params", "validate_workflow"]
@@ -167,7 +168,8 @@ def validate_workflow(
             ``executor: kubernetes`` are never resolved: their code lives in
             the container image.
     """
-    problems = _workflow_problems(wf, resolve_functions)
+    with paused_collection(len(wf.spec.tasks)):
+        problems = _workflow_problems(wf, resolve_functions)
     return [dataclasses.replace(p, source=source) for p in problems]
 
 

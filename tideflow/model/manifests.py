@@ -13,9 +13,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from tideflow.model.collection import paused_collection
 from tideflow.model.phases import DesiredState, RunPhase
 
 API_VERSION: Final = "tideflow.dev/v1alpha1"
@@ -239,6 +247,13 @@ class WorkflowSpec(_Model):
     saga: bool = False
     hooks: list[HookSpec] | None = None
     tasks: list[TaskSpec] = Field(min_length=1)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _large_without_collections(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        tasks = data.get("tasks") if isinstance(data, dict) else None
+        with paused_collection(len(tasks) if isinstance(tasks, list) else 0):
+            return handler(data)
 
 
 class ObjectMeta(_Model):
