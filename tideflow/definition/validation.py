@@ -36,7 +36,7 @@ from tideflow.model import (
     check_name,
 )
 from tideflow.model.collection import paused_collection
-from tideflow.model.templated import task_templates
+from tideflow.model.templated import may_have_templates, task_templates
 
 __all__ = ["check", "check_params", "validate_workflow"]
 
@@ -45,6 +45,7 @@ _TASK_NAMES = frozenset(templating.CONTEXT_NAMES)
 _PARAM_NAMES = frozenset({"run", "schedule"})
 _FAN_OUT_NAMES = frozenset({"item", "index"})
 _EVENT_NAMES = frozenset(EVENT_NAMES)
+_NO_ARGS: frozenset[str] = frozenset()
 
 
 def check(manifests: Sequence[tuple[str, Manifest]], *, resolve_functions: bool = True) -> None:
@@ -299,15 +300,22 @@ def _dependency_problems(
         if index[task.name] != i:
             continue  # a duplicate, already reported
         depends_on = task.depends_on
-        # Most tasks have at most one dependency: checked without building a dict.
-        if not depends_on or (
-            len(depends_on) == 1 and depends_on[0] in index and depends_on[0] != task.name
-        ):
+        # The common case first, with set operations and no path formatted (a join
+        # may list 100,000 tasks); a valid task keeps its own list (read-only).
+        if len(depends_on) < 2:
+            valid = not depends_on or (depends_on[0] in index and depends_on[0] != task.name)
+        else:
+            unique = set(depends_on)
+            valid = (
+                len(unique) == len(depends_on)
+                and task.name not in unique
+                and index.keys() >= unique
+            )
+        if valid:
             deps[task.name] = depends_on
             continue
         known: dict[str, None] = {}  # ordered, with O(1) membership
-        for j, dep in enumerate(task.depends_on):
-            # The common case first, with no path formatted (a join may list 100,000 tasks).
+        for j, dep in enumerate(depends_on):
             if dep in index and dep not in known and dep != task.name:
                 known[dep] = None
                 continue
@@ -318,8 +326,7 @@ def _dependency_problems(
                 problems.append(Problem(path, f'unknown task "{dep}"{_suggest(dep, names)}'))
             else:
                 problems.append(Problem(path, f'"{dep}" is listed twice'))
-        # The task's own list when nothing was dropped (never modified: read-only).
-        deps[task.name] = depends_on if len(known) == len(depends_on) else list(known)
+        deps[task.name] = list(known)
     return deps
 
 
@@ -369,6 +376,8 @@ def _template_problems(
     upstream: _Upstream,
     declared: Collection[str],
 ) -> list[Problem]:
+    if task.for_each is None and task.compensate is None and not may_have_templates(task):
+        return []  # most tasks
     # The fields the engine renders into each attempt (the same list), when set.
     fields = [(field, value, "body") for field, value in task_templates(task) if value is not None]
     if task.for_each is not None:
@@ -450,21 +459,23 @@ def _function_problems(
 ) -> list[Problem]:
     """Problems of the function ``ref`` called with ``args``, for task number
     ``position``; ``field`` is where they are in the task ("" or ".compensate")."""
-    key = (ref, frozenset(args or ()))
-    if key not in cache:
+    key = (ref, frozenset(args) if args else _NO_ARGS)
+    found = cache.get(key)
+    if found is None:
         try:
             fn = functions.resolve(ref)
         except functions.FunctionError as exc:
-            cache[key] = [Problem("\0function", str(exc))]
+            found = [Problem("\0function", str(exc))]
         else:
-            cache[key] = functions.signature_problems(fn, set(key[1]), "")
-    if not cache[key]:
+            found = functions.signature_problems(fn, set(key[1]), "")
+        cache[key] = found
+    if not found:
         return []
     function_path = f"spec.tasks[{position}]{field}.function"
     args_path = f"spec.tasks[{position}]{field}.args"
     return [
         dataclasses.replace(p, path=function_path if p.path == "\0function" else args_path + p.path)
-        for p in cache[key]
+        for p in found
     ]
 
 
