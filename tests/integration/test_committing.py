@@ -9,6 +9,7 @@ must stop at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 
 from tideflow.engine.ports import Batch, LogRecord, RunUpdate, TaskRecord
 from tideflow.errors import StorageError
-from tideflow.model import RunPhase, TaskPhase
+from tideflow.model import RunPhase, TaskPhase, Workflow
 from tideflow.storage import committing, hotpath, rows
 from tideflow.storage.database import SQLITE_BUSY_TIMEOUT_MS, create_engine_for
 from tideflow.storage.store import SqlStore
@@ -240,6 +241,22 @@ def test_a_workflow_snapshot_is_parsed_once(store: SqlStore, make_run: MakeRun) 
     assert store.get_run_by_id(run.id).workflow is claimed.workflow
     text = rows.dump_workflow(claimed.workflow)
     assert rows.load_workflow(text) is rows.load_workflow(text)
+
+
+def test_a_created_run_shares_the_callers_workflow_when_json_gives_it_back(
+    store: SqlStore, make_run: MakeRun, make_workflow: Callable[..., Workflow]
+) -> None:
+    flow = make_workflow("shared-snapshot")
+    run = make_run(flow=flow)
+    claimed = store.claim_run(run.id, OWNER, T0, UNTIL)
+    assert claimed is not None
+    assert claimed.workflow is flow  # not a second copy of it
+    # A tuple comes back from JSON as a list: the run gets what was stored.
+    task = {"name": "a", "function": "examples.quant:list_symbols", "args": {"span": (1, 2)}}
+    odd = make_workflow("tuple-args", tasks=[task])
+    loaded = store.get_run_by_id(make_run("tuple-args-1", flow=odd).id).workflow
+    assert loaded is not odd
+    assert loaded.spec.tasks[0].args == {"span": [1, 2]}
 
 
 def test_the_listener_stops_at_once(store: SqlStore) -> None:

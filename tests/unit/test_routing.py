@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tideflow.engine.execution import Attempt, Outcome, Reattachment
 from tideflow.executors.local import LocalExecutor
 from tideflow.executors.routing import RoutingExecutor, engine_executor
 from tideflow.model import ExecutorKind, TaskSpec
-from tideflow.model.templated import task_templates
+from tideflow.model.templated import may_have_templates, task_templates
 
 
 class Fake:
@@ -107,3 +109,23 @@ def test_templated_fields_are_the_body_fields_in_manifest_spelling() -> None:
         "env",
         "workingDir",
     ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"function": "m:f"},
+        {"function": "m:f", "args": {"a": 1}},
+        {"command": ["ls"]},
+        {"function": "m:f", "env": {"A": "b"}},
+        {"function": "m:f", "workingDir": "/w"},
+        {"executor": "kubernetes", "container": {"image": "busybox"}},
+    ],
+)
+def test_may_have_templates_is_false_only_when_no_templated_field_is_set(
+    fields: dict[str, Any],
+) -> None:
+    task = TaskSpec.model_validate({"name": "t", **fields})
+    if not may_have_templates(task):
+        assert all(value is None for _, value in task_templates(task))
+    assert may_have_templates(task) is (fields != {"function": "m:f"})

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tideflow.model import TaskSpec
+from tideflow.model.collection import paused_collection
 
 __all__ = ["Graph", "find_cycle"]
 
@@ -96,7 +97,8 @@ class Graph:
         Raises:
             ValueError: the dependencies contain a cycle.
         """
-        return cls.from_edges((task.name, task.depends_on) for task in tasks)
+        with paused_collection(len(tasks)):
+            return cls.from_edges((task.name, task.depends_on) for task in tasks)
 
     @classmethod
     def from_edges(cls, edges: Iterable[tuple[str, Sequence[str]]]) -> Graph:

@@ -35,7 +35,8 @@ from tideflow.model import (
     Workflow,
     check_name,
 )
-from tideflow.model.templated import task_templates
+from tideflow.model.collection import paused_collection
+from tideflow.model.templated import may_have_templates, task_templates
 
 __all__ = ["check", "check_params", "validate_workflow"]
 
@@ -44,6 +45,7 @@ _TASK_NAMES = frozenset(templating.CONTEXT_NAMES)
 _PARAM_NAMES = frozenset({"run", "schedule"})
 _FAN_OUT_NAMES = frozenset({"item", "index"})
 _EVENT_NAMES = frozenset(EVENT_NAMES)
+_NO_ARGS: frozenset[str] = frozenset()
 
 
 def check(manifests: Sequence[tuple[str, Manifest]], *, resolve_functions: bool = True) -> None:
@@ -167,6 +169,12 @@ def validate_workflow(
             ``executor: kubernetes`` are never resolved: their code lives in
             the container image.
     """
+    with paused_collection(len(wf.spec.tasks)):
+        problems = _workflow_problems(wf, resolve_functions)
+    return [dataclasses.replace(p, source=source) for p in problems]
+
+
+def _workflow_problems(wf: Workflow, resolve_functions: bool) -> list[Problem]:
     declared = dict.fromkeys(param.name for param in wf.spec.params)  # ordered, O(1) lookups
     problems = _param_problems(wf, declared)
     problems += _hook_problems(wf.spec.hooks, "spec.hooks")
@@ -179,30 +187,30 @@ def validate_workflow(
     upstream = _Upstream(deps, acyclic=cycle is None)
     signatures: dict[tuple[str, frozenset[str]], list[Problem]] = {}
     pools: dict[str, str | None] = {}
+    # A task's paths ("spec.tasks[i]…") are formatted only when it has a problem:
+    # per task of 100,000, formatting them all shows.
     for i, task in enumerate(tasks):
-        path = f"spec.tasks[{i}]"
-        problems += _template_problems(task, path, index, upstream, declared)
+        problems += _template_problems(task, i, index, upstream, declared)
         if task.pool is not None:
             if task.pool not in pools:
                 pools[task.pool] = _name_error(task.pool)
             error = pools[task.pool]
             if error is not None:
-                problems.append(Problem(f"{path}.pool", error))
-        problems += _hook_problems(task.hooks, f"{path}.hooks")
+                problems.append(Problem(f"spec.tasks[{i}].pool", error))
+        if task.hooks is not None:
+            problems += _hook_problems(task.hooks, f"spec.tasks[{i}].hooks")
         if resolve_functions and task.executor is ExecutorKind.LOCAL:
             if task.function is not None:
-                problems += _function_problems(
-                    task.function, task.args, f"{path}.function", f"{path}.args", signatures
-                )
+                problems += _function_problems(task.function, task.args, i, "", signatures)
             if task.compensate is not None:
                 problems += _function_problems(
                     task.compensate.function,
                     task.compensate.args,
-                    f"{path}.compensate.function",
-                    f"{path}.compensate.args",
+                    i,
+                    ".compensate",
                     signatures,
                 )
-    return [dataclasses.replace(p, source=source) for p in problems]
+    return problems
 
 
 # --------------------------------------------------------------------------- parts
@@ -291,9 +299,23 @@ def _dependency_problems(
     for i, task in enumerate(tasks):
         if index[task.name] != i:
             continue  # a duplicate, already reported
+        depends_on = task.depends_on
+        # The common case first, with set operations and no path formatted (a join
+        # may list 100,000 tasks); a valid task keeps its own list (read-only).
+        if len(depends_on) < 2:
+            valid = not depends_on or (depends_on[0] in index and depends_on[0] != task.name)
+        else:
+            unique = set(depends_on)
+            valid = (
+                len(unique) == len(depends_on)
+                and task.name not in unique
+                and index.keys() >= unique
+            )
+        if valid:
+            deps[task.name] = depends_on
+            continue
         known: dict[str, None] = {}  # ordered, with O(1) membership
-        for j, dep in enumerate(task.depends_on):
-            # The common case first, with no path formatted (a join may list 100,000 tasks).
+        for j, dep in enumerate(depends_on):
             if dep in index and dep not in known and dep != task.name:
                 known[dep] = None
                 continue
@@ -349,19 +371,23 @@ class _Upstream:
 
 def _template_problems(
     task: TaskSpec,
-    path: str,
+    position: int,
     index: Mapping[str, int],
     upstream: _Upstream,
     declared: Collection[str],
 ) -> list[Problem]:
-    problems: list[Problem] = []
-    # The fields the engine renders into each attempt (the same list). Their paths
-    # are formatted only when set: per task of 100,000, formatting them all shows.
+    if task.for_each is None and task.compensate is None and not may_have_templates(task):
+        return []  # most tasks
+    # The fields the engine renders into each attempt (the same list), when set.
     fields = [(field, value, "body") for field, value in task_templates(task) if value is not None]
     if task.for_each is not None:
         fields.append(("forEach", task.for_each, "forEach"))
     if task.compensate is not None and task.compensate.args is not None:
         fields.append(("compensate.args", task.compensate.args, "compensate"))
+    if not fields:
+        return []
+    problems: list[Problem] = []
+    path = f"spec.tasks[{position}]"
     if isinstance(task.for_each, str) and not templating.is_template(task.for_each):
         problems.append(
             Problem(
@@ -427,21 +453,29 @@ def _unknown_names(
 def _function_problems(
     ref: str,
     args: Mapping[str, Any] | None,
-    function_path: str,
-    args_path: str,
+    position: int,
+    field: str,
     cache: dict[tuple[str, frozenset[str]], list[Problem]],
 ) -> list[Problem]:
-    key = (ref, frozenset(args or ()))
-    if key not in cache:
+    """Problems of the function ``ref`` called with ``args``, for task number
+    ``position``; ``field`` is where they are in the task ("" or ".compensate")."""
+    key = (ref, frozenset(args) if args else _NO_ARGS)
+    found = cache.get(key)
+    if found is None:
         try:
             fn = functions.resolve(ref)
         except functions.FunctionError as exc:
-            cache[key] = [Problem("\0function", str(exc))]
+            found = [Problem("\0function", str(exc))]
         else:
-            cache[key] = functions.signature_problems(fn, set(key[1]), "")
+            found = functions.signature_problems(fn, set(key[1]), "")
+        cache[key] = found
+    if not found:
+        return []
+    function_path = f"spec.tasks[{position}]{field}.function"
+    args_path = f"spec.tasks[{position}]{field}.args"
     return [
         dataclasses.replace(p, path=function_path if p.path == "\0function" else args_path + p.path)
-        for p in cache[key]
+        for p in found
     ]
 
 

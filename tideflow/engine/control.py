@@ -27,6 +27,7 @@ from tideflow.engine.runstate import RunState
 from tideflow.engine.transitions import Action, can_transition, plan_control
 from tideflow.errors import ConflictError, Problem, ValidationError
 from tideflow.model import RETRYABLE_TASK_PHASES, DesiredState, RunPhase, TaskPhase, Workflow
+from tideflow.model.collection import paused_collection
 
 #: Attempts at a compare-and-set before giving up on a run that keeps changing.
 _CAS_TRIES = 20
@@ -37,7 +38,10 @@ _CONTROL_LEASE = timedelta(seconds=30)
 
 def plan_tasks(workflow: Workflow) -> list[TaskRecord]:
     """The initial task instances of a run: one Pending instance per task."""
-    return [TaskRecord(run_id=0, name=t.name, task=t.name) for t in workflow.spec.tasks]
+    tasks = workflow.spec.tasks
+    with paused_collection(len(tasks)):
+        # Positional arguments: per task of 100,000, keywords cost a tenth of a second.
+        return [TaskRecord(0, t.name, t.name) for t in tasks]
 
 
 def run_name(workflow: Workflow, now: datetime) -> str:

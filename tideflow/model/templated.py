@@ -14,7 +14,7 @@ from typing import Any
 
 from tideflow.model.manifests import TaskSpec
 
-__all__ = ["task_templates"]
+__all__ = ["may_have_templates", "task_templates"]
 
 
 def task_templates(task: TaskSpec) -> Iterator[tuple[str, Any]]:
@@ -38,3 +38,15 @@ def task_templates(task: TaskSpec) -> Iterator[tuple[str, Any]]:
         yield "container.command", task.container.command
         yield "container.args", task.container.args
         yield "container.env", task.container.env
+
+
+def may_have_templates(task: TaskSpec) -> bool:
+    """False when :func:`task_templates` would yield only None: a check that costs
+    a few attribute reads, for callers that go through 100,000 tasks."""
+    return (
+        task.args is not None
+        or task.command is not None
+        or task.env is not None
+        or task.working_dir is not None
+        or task.container is not None
+    )

@@ -7,6 +7,7 @@ outputs) are encoded compactly here, so every write path encodes the same way.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -37,32 +38,84 @@ def dump_workflow(workflow: Workflow) -> str:
 
 #: Parsed workflow snapshots by their JSON text, most recently used last. Claiming
 #: a run, reading it again and listing it parse the same text: it is parsed once.
-#: ``Workflow`` is frozen, so records may share one. Bounded by entries and text size.
+#: ``Workflow`` is frozen, so records may share one. Bounded by entries and text size
+#: (a 100,000-task workflow is about 9 million characters).
 _parsed: OrderedDict[str, Workflow] = OrderedDict()
 _parsed_chars = 0
 _parsed_lock = threading.Lock()
 PARSED_ENTRIES = 64
-PARSED_CHARS = 8 * 1024 * 1024
+PARSED_CHARS = 16 * 1024 * 1024
 
 
 def load_workflow(text: str) -> Workflow:
     """The workflow in ``text``, parsed once per distinct text (see ``_parsed``)."""
-    global _parsed_chars
     with _parsed_lock:
         found = _parsed.get(text)
         if found is not None:
             _parsed.move_to_end(text)
             return found
     workflow = Workflow.model_validate(json.loads(text))
-    if len(text) <= PARSED_CHARS:
-        with _parsed_lock:
-            if text not in _parsed:
-                _parsed[text] = workflow
-                _parsed_chars += len(text)
-            while len(_parsed) > PARSED_ENTRIES or _parsed_chars > PARSED_CHARS:
-                evicted, _ = _parsed.popitem(last=False)
-                _parsed_chars -= len(evicted)
+    _remember(text, workflow)
     return workflow
+
+
+def remember_workflow(text: str, workflow: Workflow) -> None:
+    """Let :func:`load_workflow` return ``workflow`` itself for ``text``, its JSON.
+
+    Called when a run is created, so that an engine in this process claiming it
+    shares the caller's workflow instead of parsing a second copy (for a large
+    workflow, the largest object of the run). Only a workflow whose free-form
+    values are plain JSON is shared: parsing ``text`` gives an equal workflow
+    then (a tuple in ``args`` would come back as a list).
+    """
+    if _plain_json(workflow):
+        _remember(text, workflow)
+
+
+def _remember(text: str, workflow: Workflow) -> None:
+    global _parsed_chars
+    if len(text) > PARSED_CHARS:
+        return
+    with _parsed_lock:
+        if text not in _parsed:
+            _parsed_chars += len(text)
+        _parsed[text] = workflow  # the caller's copy replaces an equal one parsed earlier
+        _parsed.move_to_end(text)
+        while len(_parsed) > PARSED_ENTRIES or _parsed_chars > PARSED_CHARS:
+            evicted, _ = _parsed.popitem(last=False)
+            _parsed_chars -= len(evicted)
+
+
+def _plain_json(workflow: Workflow) -> bool:
+    """Whether the fields typed ``Any`` (where the model keeps any Python value)
+    hold only what JSON gives back unchanged."""
+    spec = workflow.spec
+    values: list[Any] = [param.default for param in spec.params]
+    values += [param.enum for param in spec.params]
+    values += [hook.with_ for hook in spec.hooks or ()]
+    for task in spec.tasks:
+        if task.args is not None:
+            values.append(task.args)
+        if task.for_each is not None:
+            values.append(task.for_each)
+        if task.compensate is not None:
+            values.append(task.compensate.args)
+        if task.hooks is not None:
+            values += [hook.with_ for hook in task.hooks]
+    return all(_is_plain(value) for value in values)
+
+
+def _is_plain(value: Any) -> bool:
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_is_plain(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _is_plain(item) for key, item in value.items())
+    return False
 
 
 def workflow_from_row(row: RowMapping) -> WorkflowRecord:
@@ -156,10 +209,13 @@ def task_state(task: TaskRecord) -> dict[str, Any]:
 
 
 def task_from_row(row: RowMapping) -> TaskRecord:
+    name, task = row["name"], row["task"]
     return TaskRecord(
         run_id=row["run_id"],
-        name=row["name"],
-        task=row["task"],
+        name=name,
+        # One string for both when they are equal (all but fan-out children): the
+        # driver returns two, 5 MB for a run of 100,000 tasks.
+        task=name if task == name else task,
         index=row["idx"],
         item=load_json(row["item"]),
         phase=TaskPhase(row["phase"]),

@@ -86,6 +86,8 @@ MAX_ATTEMPTS = 3
 
 #: Ids per ``IN (...)`` list, well below every driver's bound-parameter limit.
 CHUNK = 500
+#: Task instances per ``INSERT`` when a run is created (each one an executemany).
+INSERT_ROWS = 5000
 
 _FINISHED = sorted(phase.value for phase in FINISHED_RUN_PHASES)
 
@@ -283,15 +285,21 @@ class SqlStore:
             if key is None:  # only for INSERT ... FROM SELECT, never here
                 raise StorageError("the database did not report the new run's id")
             run_id = int(key[0])
-            if tasks:
+            # In batches: the rows of 100,000 tasks at once would be the peak memory of a run.
+            statement = insert(task_instances)
+            for start in range(0, len(tasks), INSERT_ROWS):
                 connection.execute(
-                    insert(task_instances),
-                    [rows.task_values(task, run_id, seq) for seq, task in enumerate(tasks)],
+                    statement,
+                    [
+                        rows.task_values(tasks[seq], run_id, seq)
+                        for seq in range(start, min(start + INSERT_ROWS, len(tasks)))
+                    ],
                 )
             notifying.notify(connection)
             return run_id
 
         run_id = self._transaction("create run", work)
+        rows.remember_workflow(values["workflow"], run.workflow)
         return dataclasses.replace(created, id=run_id)
 
     def get_run(self, namespace: str, name: str) -> RunRecord:
